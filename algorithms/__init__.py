@@ -1,0 +1,1 @@
+"""Trained methods: SFT, GRPO, GSPO and Rank-GRPO (one module each)."""

@@ -1,0 +1,86 @@
+"""The parser: hand-picked formats and property tests (it must never raise on any text)."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.parsing import format_item, parse_line, parse_lines, parse_recommendations
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("Heat (1995)", ("Heat", 1995)),
+    ("1. Heat (1995)", ("Heat", 1995)),
+    ("12) Heat (1995)", ("Heat", 1995)),
+    ("(3) Heat (1995)", ("Heat", 1995)),
+    ("[4] Heat (1995)", ("Heat", 1995)),
+    ("- Heat (1995)", ("Heat", 1995)),
+    ("* **Heat** (1995)", ("Heat", 1995)),
+    ("**Heat (1995)**", ("Heat", 1995)),
+    ('"Heat" (1995)', ("Heat", 1995)),
+    ("“Heat” (1995)", ("Heat", 1995)),
+    ("### Heat (1995)", ("Heat", 1995)),
+    ("Rank 2: Heat (1995)", ("Heat", 1995)),
+    ("  Heat  ( 1995 ) .", ("Heat", 1995)),
+    ("Birdman (or The Unexpected Virtue of Ignorance) (2014)",
+     ("Birdman (or The Unexpected Virtue of Ignorance)", 2014)),
+    ("2001: A Space Odyssey (1968)", ("2001: A Space Odyssey", 1968)),
+    ("1917 (2019)", ("1917", 2019)),
+    ("Amélie (2001)", ("Amélie", 2001)),
+    ("Crouching Tiger, Hidden Dragon (2000)", ("Crouching Tiger, Hidden Dragon", 2000)),
+    ("Heat", None),
+    ("Heat (95)", None),
+    ("Heat (201)", None),
+    ("Heat (1995) is a great crime movie", None),
+    ("(1995)", None),
+    ("Here are 20 movies you might like:", None),
+    ("", None),
+])
+def test_parse_line_formats(line: str, expected: tuple[str, int] | None) -> None:
+    assert parse_line(line) == expected
+
+
+def test_blank_lines_crlf_and_chatter_keep_ranks_as_non_blank_lines() -> None:
+    text = "Sure! Here you go:\r\n\r\n1. Heat (1995)\r\n\r\n2. Up (2009)\r\nEnjoy!"
+    assert parse_lines(text) == [None, ("Heat", 1995), ("Up", 2009), None]
+    assert parse_recommendations(text) == [("Heat", 1995), ("Up", 2009)]
+
+
+def test_non_string_input_has_no_items() -> None:
+    assert parse_lines(None) == []
+    assert parse_recommendations(b"Heat (1995)") == []
+
+
+def test_huge_outputs_are_handled() -> None:
+    text = "\n".join(["1. Heat (1995)"] * 100_000)
+    assert len(parse_recommendations(text)) == 100_000
+    assert parse_line("(" * 100_000) is None
+    assert parse_line("-" * 399 + " x") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_never_raises_on_any_text(text: str) -> None:
+    lines = parse_lines(text)
+    assert all(item is None or (isinstance(item[0], str) and isinstance(item[1], int)) for item in lines)
+    assert parse_recommendations(text) == [item for item in lines if item is not None]
+
+
+_TITLE_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(_TITLE_CHARS, min_size=1, max_size=60).filter(lambda t: t.strip() and t == " ".join(t.split())),
+       st.integers(min_value=1870, max_value=2100))
+def test_formatted_items_round_trip(title: str, year: int) -> None:
+    parsed = parse_line(format_item((title, year)))
+    if parsed is not None:
+        assert parsed[1] == year
+        assert parsed[0] in title
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["Heat (1995)", "Up (2009)", "", "  ", "chatter", "- Big (1988)"]), max_size=30),
+       st.sampled_from(["\n", "\r\n", "\r"]))
+def test_rank_positions_follow_non_blank_lines(lines: list[str], newline: str) -> None:
+    parsed = parse_lines(newline.join(lines))
+    assert len(parsed) == sum(1 for line in lines if line.strip())
