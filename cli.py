@@ -141,6 +141,86 @@ def eval_command(predictions: Annotated[Path, typer.Option("--predictions", help
     _print_table(f"{data.name} / {split} / {protocol}", [(k, _format(v)) for k, v in result.metrics.items()])
 
 
+@app.command("run")
+@user_errors
+def run_command(
+    algo: Annotated[str, typer.Option(help="Method: zero_shot, popularity, ease, crag, sft, grpo, gspo, rank_grpo.")],
+    model: Annotated[str, typer.Option(help="Backbone name (bench models), local path, hub id, openai:MODEL.")
+                     ] = "tiny",
+    dataset: DatasetOption = "redial", catalog: CatalogOption = None,
+    split: Annotated[str, typer.Option(help="Evaluation split.")] = "test",
+    seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
+    preset: Annotated[str, typer.Option(help="smoke, default or paper.")] = "default",
+    backend: Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")] = "transformers",
+    protocol: Annotated[str, typer.Option(help="Main evaluation protocol: standard or reference.")] = "standard",
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N examples of the split.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Override the preset's generation length.")] = None,
+    steps: Annotated[int | None, typer.Option(help="RL steps (overrides the preset).")] = None,
+    num_generations: Annotated[int | None, typer.Option(help="Completions per prompt G (RL).")] = None,
+    lr: Annotated[float | None, typer.Option(help="RL learning rate.")] = None,
+    mu: Annotated[int | None, typer.Option(help="Policy updates per generation batch (mu).")] = None,
+    reward: Annotated[str, typer.Option(help="Rank-GRPO reward: exp_inf or log_decay.")] = "exp_inf",
+    length_shaping: Annotated[bool, typer.Option(help="Rank-GRPO length shaping (published trainer).")] = True,
+    sft_data: Annotated[str | None, typer.Option(help="Dataset with SFT demonstrations (bench sft-data).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (also OPENAI_BASE_URL).")] = None,
+    random_init: Annotated[bool, typer.Option(help="Real architecture, random weights (throughput only).")] = False,
+    results_dir: Annotated[Path, typer.Option(help="Where runs/ and report/ live.")] = Path("results"),
+    force: Annotated[bool, typer.Option(help="Rerun even when the run is complete.")] = False,
+) -> None:
+    """Train (when the method needs it) and evaluate one method on one backbone; write results/runs/<run_id>/."""
+    from bench.runner import execute
+    from bench.specs import make_spec
+
+    spec = make_spec(algo, model, preset,
+                     {"eval_limit": limit, "max_new_tokens": max_new_tokens, "rl_steps": steps,
+                      "num_generations": num_generations, "rl_lr": lr, "mu": mu},
+                     dataset=dataset, catalog=str(catalog) if catalog else None, split=split, seed=seed,
+                     backend=backend, protocol=protocol, reward=reward, length_shaping=length_shaping,
+                     sft_data=sft_data, base_url=base_url, random_init=random_init)
+    from bench.methods import get_method
+
+    get_method(spec.algo)
+    outcome = execute(spec, results_dir, force=force, log=lambda message: typer.echo(message, err=True))
+    state = "already complete, skipped (use --force to rerun)" if outcome.skipped else "done"
+    _print_table(f"{spec.algo} / {spec.model} / {spec.dataset} / {spec.split} ({spec.protocol})",
+                 [(k, _format(v)) for k, v in outcome.metrics.items()])
+    typer.echo(f"run folder: {outcome.folder}  [{state}]")
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered backbones (any local path or hub id works too)."""
+    from bench.backbones import list_backbones
+
+    for spec in list_backbones():
+        source = spec.hf_id or "built locally from the dataset's text"
+        typer.echo(f"{spec.name:<14} {spec.params:<36} {source}")
+
+
+@bench_app.command("rollout")
+@user_errors
+def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny",
+                  backend: Annotated[str, typer.Option(help="transformers or vllm.")] = "transformers",
+                  prompts: Annotated[int, typer.Option(help="Number of prompts.")] = 64,
+                  batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 16,
+                  max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 128,
+                  temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 1.0,
+                  random_init: Annotated[bool, typer.Option(help="Real architecture, random weights.")] = False,
+                  dataset: DatasetOption = "redial") -> None:
+    """Rollout throughput: tokens/s and examples/s for a backbone and backend."""
+    from bench.backbones import load_backbone
+    from bench.datasets import load_dataset
+    from bench.rollouts import SamplingSettings, measure_throughput
+
+    corpus = load_dataset(dataset).corpus()
+    backbone = load_backbone(model, corpus=corpus, random_init=random_init)
+    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, ignore_eos=True)
+    result = measure_throughput(backbone, backend, prompts, settings, batch_size)
+    typer.echo(f"{result['backbone']} on {result['device']} ({result['backend']}, {result['dtype']}): "
+               f"{result['tokens_per_s']:.1f} tokens/s, {result['examples_per_s']:.2f} examples/s "
+               f"({result['new_tokens']} tokens in {result['wall_s']:.2f} s, batch {batch_size})")
+
+
 @bench_app.command("eval")
 @user_errors
 def bench_eval(dataset: DatasetOption = "redial", split: str = "test",

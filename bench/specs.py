@@ -1,0 +1,80 @@
+"""The typed, fully resolved description of one run; its digest names the run folder.
+
+Two runs with the same spec share a folder (a completed one is skipped on re-run); any changed setting, preset
+value or seed gives a new folder. `spec.json` in the folder is exactly `RunSpec.to_json()`.
+"""
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from bench.presets import Preset, get_preset
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One method on one backbone, dataset and seed, with every setting resolved."""
+
+    algo: str
+    model: str
+    dataset: str = "redial"
+    catalog: str | None = None
+    split: str = "test"
+    seed: int = 0
+    backend: str = "transformers"
+    random_init: bool = False
+    protocol: str = "standard"
+    settings: Preset = field(default_factory=lambda: get_preset("default"))
+    reward: str = "exp_inf"
+    length_shaping: bool = True
+    sft_data: str | None = None
+    base_url: str | None = None
+
+    @property
+    def preset(self) -> str:
+        return self.settings.name
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def digest(self) -> str:
+        payload = json.dumps(self.to_json(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(payload).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        """`<algo>-<model>-<dataset>-<preset>-s<seed>-<digest>`, safe as a folder name."""
+        parts = [self.algo, self.model, self.dataset, self.preset, f"s{self.seed}", self.digest]
+        return "-".join(_slug(part) for part in parts)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")[-48:] or "x"
+
+
+def make_spec(algo: str, model: str, preset: str = "default", preset_overrides: dict[str, Any] | None = None,
+              **fields: Any) -> RunSpec:
+    """Build a spec from a preset name plus overrides (None values mean 'keep the preset's value').
+
+    Methods that use no language model (popularity, ease) get model "none", so one run serves every backbone.
+    """
+    from bench.methods import ALGORITHMS
+
+    if algo in ALGORITHMS and not ALGORITHMS[algo].needs_model:
+        model = "none"
+    settings = get_preset(preset)
+    overrides = {key: value for key, value in (preset_overrides or {}).items() if value is not None}
+    if overrides:
+        settings = replace(settings, **overrides)
+    return RunSpec(algo=algo, model=model, settings=settings,
+                   **{key: value for key, value in fields.items() if value is not None})
+
+
+def spec_from_json(data: dict[str, Any]) -> RunSpec:
+    """Inverse of `RunSpec.to_json` (reports read spec.json back)."""
+    data = dict(data)
+    data["settings"] = Preset(**data["settings"])
+    return RunSpec(**data)

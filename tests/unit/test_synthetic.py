@@ -1,0 +1,131 @@
+"""The synthetic dataset: determinism, split hygiene, planted structure, presets and the on-disk round trip."""
+
+from dataclasses import replace
+
+import pytest
+
+from bench.catalog import normalize_title
+from bench.datasets import SPLITS, load_dataset, load_jsonl_dir
+from bench.errors import UnknownNameError
+from bench.parsing import format_item
+from bench.synthetic import (MAX_SYNTHETIC_YEAR, MIN_SYNTHETIC_YEAR, SYNTHETIC_SIZES, PlantedItem, SyntheticConfig,
+                             plant_items, synthetic_dataset, write_synthetic)
+
+SMOKE = SYNTHETIC_SIZES["smoke"]
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return synthetic_dataset("smoke")
+
+
+def test_same_seed_gives_identical_records(smoke):
+    again = synthetic_dataset("smoke", seed=0)
+    assert again.splits == smoke.splits
+    assert again.catalog.items == smoke.catalog.items
+    assert again.catalog.mentions == smoke.catalog.mentions
+
+
+def test_different_seed_gives_different_records(smoke):
+    other = synthetic_dataset("smoke", seed=1)
+    assert other.catalog.items != smoke.catalog.items
+    assert [e.groundtruth for e in other.split("train")] != [e.groundtruth for e in smoke.split("train")]
+
+
+def test_seed_argument_overrides_the_config_seed():
+    config = replace(SMOKE, seed=7)
+    assert synthetic_dataset(config=config).splits == synthetic_dataset(config=SMOKE, seed=7).splits
+    assert synthetic_dataset(config=config).splits != synthetic_dataset(config=config, seed=0).splits
+
+
+def test_training_split_does_not_depend_on_the_other_split_sizes(smoke):
+    bigger = synthetic_dataset(config=replace(SMOKE, n_validation=50, n_test=3))
+    assert bigger.split("train") == smoke.split("train")
+
+
+def test_split_sizes_ids_and_prompts_are_disjoint(smoke):
+    assert [len(smoke.split(s)) for s in SPLITS] == [SMOKE.n_train, SMOKE.n_validation, SMOKE.n_test]
+    examples = [e for s in SPLITS for e in smoke.split(s)]
+    assert len({e.id for e in examples}) == len(examples)
+    assert len({e.dialog_id for e in examples}) == len(examples)
+    assert len({e.prompt_key for e in examples}) == len(examples)
+    assert smoke.split("train")[12].id == "synthetic-train-00012"
+
+
+def test_records_follow_the_contract(smoke):
+    low_liked, high_liked = SMOKE.liked_per_prompt
+    low_gt, high_gt = SMOKE.groundtruth_per_prompt
+    for split in SPLITS:
+        for example in smoke.split(split):
+            assert set(example.groundtruth) <= smoke.catalog.exact_index
+            seen = {normalize_title(title) for title in example.seen_titles}
+            assert not seen & {normalize_title(title) for title, _ in example.groundtruth}
+            assert low_liked <= len(example.seen_titles) <= high_liked
+            assert low_gt <= len(example.groundtruth) <= high_gt
+            assert [c.title for c in example.context_items] == list(example.seen_titles)
+            assert all(c.liked is True for c in example.context_items)
+            content = example.prompt[-1]["content"]
+            assert "User: " in content
+            assert all(format_item((c.title, c.year)) in content for c in example.context_items)
+
+
+def _groundtruth_follows_planted_order(planted: dict[str, PlantedItem], liked: list[str], groundtruth: list[str],
+                                       items_per_taste: int) -> bool:
+    """Some liked item is the anchor: the ground truth is the first non-liked items after it, in planted order."""
+    tastes = {planted[title].taste for title in liked + groundtruth}
+    if len(tastes) != 1:
+        return False
+    liked_positions = {planted[title].position for title in liked}
+    positions = [planted[title].position for title in groundtruth]
+    for anchor in liked_positions:
+        following = [(anchor + step) % items_per_taste for step in range(1, items_per_taste)]
+        expected = [position for position in following if position not in liked_positions][:len(positions)]
+        if expected == positions:
+            return True
+    return False
+
+
+def test_groundtruth_is_the_next_items_of_the_liked_taste(smoke):
+    planted = {entry.title: entry for entry in plant_items(SMOKE)}
+    for example in smoke.split("train"):
+        assert _groundtruth_follows_planted_order(planted, list(example.seen_titles),
+                                                  [title for title, _ in example.groundtruth],
+                                                  SMOKE.items_per_taste)
+
+
+def test_default_catalog_has_unique_plausible_titles():
+    config = SYNTHETIC_SIZES["default"]
+    planted = plant_items(config)
+    assert len(planted) == config.n_tastes * config.items_per_taste == 240
+    assert len({normalize_title(entry.title) for entry in planted}) == 240
+    assert all(MIN_SYNTHETIC_YEAR <= entry.year <= MAX_SYNTHETIC_YEAR for entry in planted)
+    assert all(len(entry.title.split()) == 2 and entry.mentions >= 1 for entry in planted)
+    assert sorted((entry.taste, entry.position) for entry in planted) == [
+        (taste, position) for taste in range(12) for position in range(20)]
+
+
+def test_unknown_size_suggests_a_known_one():
+    with pytest.raises(UnknownNameError, match="Did you mean 'smoke'"):
+        synthetic_dataset("smok")
+
+
+def test_config_rejects_impossible_sizes():
+    with pytest.raises(ValueError):
+        SyntheticConfig(10, 2, 2, n_tastes=2, items_per_taste=6, liked_per_prompt=(2, 3),
+                        groundtruth_per_prompt=(3, 5))
+    with pytest.raises(ValueError):
+        SyntheticConfig(10, 2, 2, n_tastes=2, items_per_taste=20, liked_per_prompt=(3, 2))
+
+
+def test_load_dataset_by_name_uses_the_generator(smoke):
+    assert load_dataset("synthetic", synthetic_size="smoke", seed=0).splits == smoke.splits
+
+
+def test_written_directory_loads_back_identically(tmp_path, smoke):
+    written = write_synthetic(tmp_path, SMOKE)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "catalog.csv", "test.jsonl", "train.jsonl", "validation.jsonl"]
+    loaded = load_jsonl_dir(tmp_path)
+    assert loaded.splits == written.splits == smoke.splits
+    assert loaded.catalog.items == smoke.catalog.items
+    assert loaded.catalog.mentions == smoke.catalog.mentions
