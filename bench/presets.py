@@ -19,6 +19,8 @@ class Preset:
     max_new_tokens: int
     eval_batch_size: int
     sft_epochs: float
+    sft_max_steps: int | None
+    """Caps SFT steps (None: `sft_epochs` full passes)."""
     sft_lr: float
     sft_batch_size: int
     rl_steps: int
@@ -35,16 +37,21 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", eval_limit=24, max_new_tokens=48, eval_batch_size=8, sft_epochs=1.0, sft_lr=1e-3,
-                    sft_batch_size=8, rl_steps=3, rl_lr=1e-4, num_generations=4, prompts_per_step=2, beta=0.0,
-                    temperature=1.0, mu=1, eval_interval=2, validation_size=8, max_prompt_tokens=256),
-    "default": Preset("default", eval_limit=None, max_new_tokens=200, eval_batch_size=32, sft_epochs=3.0,
-                      sft_lr=1e-3, sft_batch_size=16, rl_steps=200, rl_lr=1e-4, num_generations=8,
-                      prompts_per_step=4, beta=0.0, temperature=1.0, mu=1, eval_interval=25, validation_size=64,
-                      max_prompt_tokens=384),
-    "paper": Preset("paper", eval_limit=None, max_new_tokens=400, eval_batch_size=64, sft_epochs=1.0, sft_lr=1e-5,
-                    sft_batch_size=64, rl_steps=1500, rl_lr=1e-6, num_generations=8, prompts_per_step=24, beta=1e-3,
-                    temperature=1.0, mu=1, eval_interval=100, validation_size=512, max_prompt_tokens=1024),
+    "smoke": Preset(
+        "smoke", eval_limit=24, max_new_tokens=48, eval_batch_size=8,
+        sft_epochs=1.0, sft_max_steps=12, sft_lr=1e-3, sft_batch_size=8,
+        rl_steps=3, rl_lr=1e-4, num_generations=4, prompts_per_step=2, beta=0.0, temperature=1.0, mu=1,
+        eval_interval=2, validation_size=8, max_prompt_tokens=256),
+    "default": Preset(
+        "default", eval_limit=None, max_new_tokens=200, eval_batch_size=32,
+        sft_epochs=1.0, sft_max_steps=None, sft_lr=1e-3, sft_batch_size=16,
+        rl_steps=200, rl_lr=1e-4, num_generations=8, prompts_per_step=4, beta=0.0, temperature=1.0, mu=1,
+        eval_interval=25, validation_size=64, max_prompt_tokens=384),
+    "paper": Preset(
+        "paper", eval_limit=None, max_new_tokens=400, eval_batch_size=64,
+        sft_epochs=1.0, sft_max_steps=None, sft_lr=1e-5, sft_batch_size=64,
+        rl_steps=1500, rl_lr=1e-6, num_generations=8, prompts_per_step=24, beta=1e-3, temperature=1.0, mu=1,
+        eval_interval=100, validation_size=512, max_prompt_tokens=1024),
 }
 
 

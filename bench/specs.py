@@ -69,8 +69,23 @@ def make_spec(algo: str, model: str, preset: str = "default", preset_overrides: 
     overrides = {key: value for key, value in (preset_overrides or {}).items() if value is not None}
     if overrides:
         settings = replace(settings, **overrides)
-    return RunSpec(algo=algo, model=model, settings=settings,
-                   **{key: value for key, value in fields.items() if value is not None})
+    return canonical(RunSpec(algo=algo, model=model, settings=settings,
+                             **{key: value for key, value in fields.items() if value is not None}))
+
+
+RL_ALGORITHMS = ("grpo", "gspo", "rank_grpo")
+RL_SETTINGS = ("rl_steps", "rl_lr", "num_generations", "prompts_per_step", "beta", "temperature", "mu")
+
+
+def canonical(spec: RunSpec) -> RunSpec:
+    """Reset settings a method does not use to their defaults, so that equal runs get equal ids: an SFT run
+    started by `--algo grpo --steps 50` and one started by `--algo rank_grpo --reward log_decay` are the same run."""
+    if spec.algo not in RL_ALGORITHMS:
+        preset = get_preset(spec.preset)
+        spec = replace(spec, settings=replace(spec.settings, **{name: getattr(preset, name) for name in RL_SETTINGS}))
+    if spec.algo != "rank_grpo":
+        spec = replace(spec, reward="exp_inf", length_shaping=True)
+    return spec
 
 
 def spec_from_json(data: dict[str, Any]) -> RunSpec:

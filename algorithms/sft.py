@@ -1,0 +1,108 @@
+"""Supervised fine-tuning (Stage 1 of Rank-GRPO, arXiv 2510.20150): TRL's SFTTrainer on demonstrations.
+
+Prompt/completion format, so that only the completion is learned (TRL's completion-only loss). Demonstrations come
+from, in order: `--sft-data PATH` (a dataset whose training records carry `completion`, e.g. from `bench sft-data`),
+the dataset's own `completion` fields, or else ground-truth items topped up to 20 by training popularity
+(`groundtruth+popularity`, named as such in the run's summary).
+
+The final model is saved to the run folder's `model/`; RL runs start from it (`ensure_sft_model`).
+"""
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.datasets import load_dataset
+from bench.parsing import format_item
+from bench.prompts import N_RECOMMENDATIONS
+from bench.records import Example
+from bench.run_context import MethodOutput, RunContext
+from bench.runs import RunFolder, runs_dir
+
+MODEL_DIR = "model"
+
+
+def demonstrations(ctx: RunContext) -> tuple[list[tuple[Example, str]], str]:
+    """(training example, demonstration text) pairs and the name of their source."""
+    if ctx.spec.sft_data:
+        source = load_dataset(ctx.spec.sft_data)
+        pairs = [(example, example.completion) for example in source.split("train") if example.completion]
+        return pairs, f"sft-data:{ctx.spec.sft_data}"
+    train = ctx.dataset.split("train")
+    if all(example.completion for example in train):
+        return [(example, example.completion or "") for example in train], "dataset completions"
+    from baselines.collaborative import top_unseen
+    from baselines.popularity import PopularityRecommender
+
+    popularity = PopularityRecommender.fit(ctx.dataset)
+    pairs = []
+    for example in train:
+        items = top_unseen([*example.groundtruth, *popularity.ranking], example.seen_titles, N_RECOMMENDATIONS)
+        pairs.append((example, "\n".join(format_item(item) for item in items)))
+    return pairs, "groundtruth+popularity"
+
+
+def _sft_dataset(ctx: RunContext, tokenizer: Any, pairs: list[tuple[Example, str]]) -> Any:
+    from datasets import Dataset as HFDataset
+
+    from bench.prompt_trim import trim_prompt
+
+    limit = ctx.spec.settings.max_prompt_tokens
+    rows = [{"prompt": list(trim_prompt(tokenizer, example.prompt, limit)),
+             "completion": [{"role": "assistant", "content": text}]} for example, text in pairs]
+    return HFDataset.from_list(rows)
+
+
+def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
+    """Train (or resume, or reuse) the SFT model of this run; returns its directory and facts for the summary."""
+    from trl import SFTConfig, SFTTrainer
+
+    from algorithms.training import (CurveLogger, curve_callback, device_arguments, last_checkpoint,
+                                     model_is_saved, save_final_model, validation_subset)
+
+    model_dir = ctx.folder.root / MODEL_DIR
+    pairs, source = demonstrations(ctx)
+    facts: dict[str, Any] = {"demonstrations": source, "n_demonstrations": len(pairs)}
+    if model_is_saved(model_dir):
+        return model_dir, facts
+    backbone = ctx.load_backbone()
+    settings = ctx.spec.settings
+    train_dataset = _sft_dataset(ctx, backbone.tokenizer, pairs)
+    steps_per_epoch = max(1, len(pairs) // settings.sft_batch_size)
+    total_steps = settings.sft_max_steps or int(steps_per_epoch * settings.sft_epochs)
+    interval = max(1, total_steps // 8)
+    config = SFTConfig(
+        output_dir=str(ctx.folder.checkpoints_dir), num_train_epochs=settings.sft_epochs,
+        max_steps=settings.sft_max_steps or -1,
+        per_device_train_batch_size=settings.sft_batch_size, learning_rate=settings.sft_lr,
+        lr_scheduler_type="cosine", warmup_steps=max(1, steps_per_epoch // 20), logging_steps=max(1, interval // 4),
+        save_strategy="steps", save_steps=interval, save_total_limit=2, seed=ctx.spec.seed,
+        max_length=settings.max_prompt_tokens + settings.max_new_tokens, completion_only_loss=True,
+        **device_arguments())
+    logger = CurveLogger(ctx, validation_subset(ctx))
+    trainer = SFTTrainer(model=backbone.model, args=config, train_dataset=train_dataset,
+                         processing_class=backbone.tokenizer, callbacks=[curve_callback(logger, interval)])
+    trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
+    save_final_model(trainer, model_dir)
+    facts["train_steps"] = trainer.state.global_step
+    return model_dir, facts
+
+
+def predict(ctx: RunContext) -> MethodOutput:
+    """`bench run --algo sft`: train, then answer the evaluation split greedily with the trained model."""
+    model_dir, facts = train_sft(ctx)
+    trained = ctx.load_backbone(str(model_dir))
+    return MethodOutput(ctx.generate(trained, ctx.eval_examples()), facts)
+
+
+def ensure_sft_model(ctx: RunContext) -> Path:
+    """The SFT warm start of an RL run (same backbone, dataset, seed and preset): runs `sft` first if missing."""
+    from bench.runner import execute
+    from bench.specs import canonical
+
+    sft_spec = canonical(replace(ctx.spec, algo="sft"))
+    folder = RunFolder(runs_dir(ctx.results_dir) / sft_spec.run_id)
+    if not folder.is_complete():
+        ctx.log(f"building the SFT warm start first: {sft_spec.run_id}")
+        execute(sft_spec, ctx.results_dir, cache_dir=ctx.cache_dir, log=ctx.log, progress=ctx.progress)
+    return folder.root / MODEL_DIR

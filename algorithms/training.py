@@ -1,0 +1,129 @@
+"""Shared plumbing of the trained methods: TRL arguments per device, the validation curve, checkpoints.
+
+The validation curve (`curve.jsonl`) is what convergence plots are drawn from: at a fixed step interval the current
+policy answers a fixed validation subset greedily through the shared engine, and the one evaluator scores it; the
+latest training logs (loss, reward mean/std, KL, clip fractions) ride along.
+"""
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.evaluator import evaluate
+from bench.records import Example
+from bench.run_context import RunContext
+from bench.runs import append_jsonl
+
+TRAIN_LOG_KEYS = ("loss", "reward", "reward_std", "kl", "entropy", "clip_ratio/region_mean",
+                  "clip_ratio/low_mean", "clip_ratio/high_mean", "completions/mean_length",
+                  "completions/clipped_ratio", "learning_rate", "grad_norm")
+
+
+def device_arguments() -> dict[str, Any]:
+    """TrainingArguments that depend on the device: CPU runs in fp32 without gradient checkpointing (DESIGN.md:
+    TRL defaults to bf16 and checkpointing); CUDA runs in bf16 with checkpointing."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {"use_cpu": not cuda, "bf16": cuda, "fp16": False, "gradient_checkpointing": cuda,
+            "report_to": "none", "dataloader_num_workers": 0, "disable_tqdm": True}
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest `checkpoint-N` directory TRL saved, for resuming an interrupted training."""
+    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1]))
+    return str(checkpoints[-1]) if checkpoints else None
+
+
+def validation_subset(ctx: RunContext) -> list[Example]:
+    """A fixed validation subset: the first `validation_size` distinct prompts of the validation split (or of the
+    training split's tail when a dataset has no validation split)."""
+    split = "validation" if "validation" in ctx.dataset.splits else "train"
+    chosen: dict[str, Example] = {}
+    for example in ctx.dataset.split(split):
+        if len(chosen) == ctx.spec.settings.validation_size:
+            break
+        chosen.setdefault(example.prompt_key, example)
+    return list(chosen.values())
+
+
+class CurveLogger:
+    """Validates a model in training and appends one point per call to the run's curve.jsonl."""
+
+    def __init__(self, ctx: RunContext, examples: Sequence[Example]) -> None:
+        self.ctx = ctx
+        self.examples = list(examples)
+        self.latest_logs: dict[str, float] = {}
+        previous = ctx.folder.read_curve()
+        self.wall_offset = float(previous[-1]["wall_seconds"]) if previous else 0.0
+        self.done_steps = {int(point["step"]) for point in previous}
+        self.start = time.perf_counter()
+
+    def record_logs(self, logs: dict[str, Any]) -> None:
+        for key in TRAIN_LOG_KEYS:
+            if key in logs and isinstance(logs[key], (int, float)):
+                self.latest_logs[key] = float(logs[key])
+
+    def validate(self, model: Any, tokenizer: Any, step: int) -> dict[str, Any] | None:
+        """Greedy answers of the current model on the subset, scored; skipped when this step is already logged."""
+        if step in self.done_steps:
+            return None
+        from bench.backbones import Backbone, resolve_backbone
+        from bench.prompt_trim import trim_prompt
+        from bench.rollouts import SamplingSettings, TransformersEngine
+
+        settings = self.ctx.spec.settings
+        was_training = model.training
+        model.eval()
+        backbone = Backbone(resolve_backbone(self.ctx.spec.model), model, tokenizer, Path("."), "in-training")
+        engine = TransformersEngine(backbone, batch_size=settings.eval_batch_size, progress=False)
+        prompts = [trim_prompt(tokenizer, example.prompt, settings.max_prompt_tokens) for example in self.examples]
+        texts = engine.generate(prompts, SamplingSettings(max_new_tokens=settings.max_new_tokens), seed=0)
+        if was_training:
+            model.train()
+        predictions = {example.id: completions[0] for example, completions in zip(self.examples, texts, strict=True)}
+        result = evaluate(self.examples, predictions, self.ctx.dataset.catalog, self.ctx.spec.protocol)
+        point: dict[str, Any] = {"step": step, "wall_seconds": self.wall_offset + time.perf_counter() - self.start}
+        point.update({key: value for key, value in result.metrics.items() if key != "protocol"})
+        point["hit_rate_at_rank"] = result.hit_rate_at_rank
+        point["mean_list_length"] = result.mean_list_length
+        point.update(self.latest_logs)
+        append_jsonl(self.ctx.folder.curve_path, point)
+        self.done_steps.add(step)
+        self.ctx.log(f"step {step}: validation ndcg@20 {point['ndcg@20']:.4f} recall@20 {point['recall@20']:.4f}")
+        return point
+
+
+def curve_callback(logger: CurveLogger, interval: int) -> Any:
+    """A transformers TrainerCallback validating at step 0, every `interval` steps, and at the last step."""
+    from transformers import TrainerCallback
+
+    class ValidationCallback(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
+                           processing_class: Any = None, **kwargs: Any) -> None:
+            if state.global_step == 0:
+                logger.validate(model, processing_class, 0)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kwargs: Any) -> None:
+            logger.record_logs(logs or {})
+
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
+                        processing_class: Any = None, **kwargs: Any) -> None:
+            if state.global_step % interval == 0 or state.global_step >= state.max_steps:
+                logger.validate(model, processing_class, state.global_step)
+
+    return ValidationCallback()
+
+
+def model_is_saved(directory: Path) -> bool:
+    """A finished model directory: written by `save_final_model` (marker last)."""
+    return (directory / ".complete").is_file()
+
+
+def save_final_model(trainer: Any, directory: Path) -> None:
+    """Save weights, tokenizer and generation config, then the completion marker."""
+    trainer.save_model(str(directory))
+    trainer.processing_class.save_pretrained(str(directory))
+    (directory / ".complete").write_text("ok\n", encoding="utf-8")
