@@ -26,7 +26,7 @@ def device_arguments() -> dict[str, Any]:
     import torch
 
     cuda = torch.cuda.is_available()
-    return {"use_cpu": not cuda, "bf16": cuda, "fp16": False, "gradient_checkpointing": cuda,
+    return {"use_cpu": not cuda, "bf16": cuda, "fp16": False, "activation_checkpointing": cuda,
             "report_to": "none", "dataloader_num_workers": 0, "disable_tqdm": True}
 
 

@@ -33,6 +33,15 @@ def default_cache_dir() -> Path:
     return backbone_cache()
 
 
+def check_backbone_available(spec: RunSpec) -> None:
+    """Fail before any work when a real backbone's weights are absent (tiny ones are built on demand)."""
+    from bench.backbones import backbone_path, resolve_backbone
+
+    if spec.model.startswith("openai:") or spec.random_init or resolve_backbone(spec.model).tiny is not None:
+        return
+    backbone_path(spec.model)
+
+
 def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir: Path | None = None,
             log: Callable[[str], None] = print, progress: bool = True) -> RunOutcome:
     """Run `spec` (or skip it when already complete) and return its metrics."""
@@ -42,6 +51,8 @@ def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir:
     if folder.is_complete() and not force:
         return RunOutcome(spec.run_id, folder.root, read_json(folder.metrics_path), skipped=True)
     info, predict = get_method(spec.algo)
+    if info.needs_model:
+        check_backbone_available(spec)
     folder.root.mkdir(parents=True, exist_ok=True)
     if force and folder.metrics_path.exists():
         folder.metrics_path.unlink()

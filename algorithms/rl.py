@@ -1,0 +1,132 @@
+"""GRPO, GSPO and Rank-GRPO runs: TRL's GRPOTrainer configured, or the Rank-GRPO subclass, from the SFT model.
+
+- `grpo`: token-level importance ratio, sequence reward = NDCG@20 of the list (standard matcher, positions kept:
+  a seen, out-of-catalog or unparsable line scores 0 at its rank, as in the published training reward).
+- `gspo`: the same reward with TRL's sequence-level ratio (`importance_sampling_level="sequence"`,
+  `loss_type="grpo"`; Zheng et al., "Group Sequence Policy Optimization", 2025).
+- `rank_grpo`: per-rank hits -> per-rank rewards (`exp_inf` or `log_decay`), per-rank group advantages, rank-level
+  ratio, published length shaping (Zhu et al., arXiv 2510.20150; `algorithms.rank_grpo_trainer`).
+
+Every method starts from the SFT checkpoint of the same backbone, dataset, seed and preset (built first if missing),
+validates on a fixed subset at a fixed interval (curve.jsonl) and resumes from its last checkpoint.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from bench.evaluator import rank_hits
+from bench.metrics import N_RANKS, dcg_at_k, ideal_dcg
+from bench.records import Example
+from bench.run_context import MethodOutput, RunContext
+
+MODEL_DIR = "model"
+
+
+def completion_text(completion: Any) -> str:
+    """TRL passes completions as strings, or as message lists for conversational prompts."""
+    if isinstance(completion, list):
+        return "".join(str(message.get("content", "")) for message in completion if isinstance(message, dict))
+    return str(completion)
+
+
+class ListRewards:
+    """Reward functions over the dataset column `example_id`, sharing the evaluator's matcher."""
+
+    def __init__(self, examples: dict[str, Example], catalog: Any) -> None:
+        self.examples = examples
+        self.catalog = catalog
+        self.__name__ = "ndcg@20"
+
+    def hits(self, prompts: list[Any], completions: list[Any], example_id: list[str], **_: Any) -> list[list[float]]:
+        """Per-rank hit vectors (length 20), positions kept: Rank-GRPO's `rank_reward_fn`."""
+        return [rank_hits(completion_text(completion), self.examples[eid], self.catalog, N_RANKS)
+                for completion, eid in zip(completions, example_id, strict=True)]
+
+    def __call__(self, prompts: list[Any], completions: list[Any], example_id: list[str],
+                 **kwargs: Any) -> list[float]:
+        """NDCG@20 per completion: DCG of the hit vector over the ideal DCG of min(|ground truth|, 20)."""
+        rewards = []
+        for hits, eid in zip(self.hits(prompts, completions, example_id), example_id, strict=True):
+            ideal = ideal_dcg(min(len(self.examples[eid].groundtruth), N_RANKS))
+            rewards.append(dcg_at_k(hits, N_RANKS) / ideal if ideal > 0 else 0.0)
+        return rewards
+
+
+def _train_dataset(ctx: RunContext, tokenizer: Any) -> Any:
+    from datasets import Dataset as HFDataset
+
+    from bench.prompt_trim import trim_prompt
+
+    limit = ctx.spec.settings.max_prompt_tokens
+    rows = [{"prompt": list(trim_prompt(tokenizer, example.prompt, limit)), "example_id": example.id}
+            for example in ctx.dataset.split("train")]
+    return HFDataset.from_list(rows)
+
+
+def _config(ctx: RunContext, output_dir: Path) -> Any:
+    """The TRL config of this run: GRPOConfig for grpo/gspo, RankGRPOConfig for rank_grpo."""
+    import torch
+    from trl import GRPOConfig
+
+    from algorithms.rank_grpo_trainer import RankGRPOConfig
+    from algorithms.training import device_arguments
+
+    settings = ctx.spec.settings
+    common: dict[str, Any] = dict(
+        output_dir=str(output_dir), max_steps=settings.rl_steps, learning_rate=settings.rl_lr,
+        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
+        num_generations=settings.num_generations, max_completion_length=settings.max_new_tokens,
+        temperature=settings.temperature, beta=settings.beta, num_iterations=settings.mu, logging_steps=1,
+        save_strategy="steps", save_steps=settings.eval_interval, save_total_limit=2, seed=ctx.spec.seed,
+        lr_scheduler_type="constant", warmup_steps=0, log_completions=False,
+        model_init_kwargs={"dtype": "bfloat16" if torch.cuda.is_available() else "float32"},
+        **device_arguments())
+    if ctx.spec.backend == "vllm":
+        from bench.vllm_backend import grpo_vllm_kwargs
+
+        common.update(grpo_vllm_kwargs())
+    if ctx.spec.algo == "rank_grpo":
+        return RankGRPOConfig(rank_reward=ctx.spec.reward, n_items=N_RANKS, length_shaping=ctx.spec.length_shaping,
+                              **{**common, "beta": settings.beta})
+    if ctx.spec.algo == "gspo":
+        return GRPOConfig(importance_sampling_level="sequence", loss_type="grpo", **common)
+    return GRPOConfig(**common)
+
+
+def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
+    """Train (or resume) from the SFT model; returns the final model directory of the run."""
+    from trl import GRPOTrainer
+
+    from algorithms.rank_grpo_trainer import RankGRPOTrainer
+    from algorithms.training import (CurveLogger, curve_callback, last_checkpoint, model_is_saved,
+                                     save_final_model, validation_subset)
+
+    model_dir = ctx.folder.root / MODEL_DIR
+    if model_is_saved(model_dir):
+        return model_dir
+    start = ctx.load_backbone(str(sft_dir))
+    rewards = ListRewards({example.id: example for example in ctx.dataset.split("train")}, ctx.dataset.catalog)
+    config = _config(ctx, ctx.folder.checkpoints_dir)
+    logger = CurveLogger(ctx, validation_subset(ctx))
+    callbacks = [curve_callback(logger, ctx.spec.settings.eval_interval)]
+    dataset = _train_dataset(ctx, start.tokenizer)
+    if ctx.spec.algo == "rank_grpo":
+        trainer = RankGRPOTrainer(model=str(sft_dir), rank_reward_fn=rewards.hits, args=config,
+                                  train_dataset=dataset, processing_class=start.tokenizer, callbacks=callbacks)
+    else:
+        trainer = GRPOTrainer(model=str(sft_dir), reward_funcs=rewards, args=config, train_dataset=dataset,
+                              processing_class=start.tokenizer, callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
+    save_final_model(trainer, model_dir)
+    return model_dir
+
+
+def predict(ctx: RunContext) -> MethodOutput:
+    """`bench run --algo grpo|gspo|rank_grpo`: SFT warm start, RL training, greedy answers on the eval split."""
+    from algorithms.sft import ensure_sft_model
+
+    sft_dir = ensure_sft_model(ctx)
+    model_dir = train_rl(ctx, sft_dir)
+    trained = ctx.load_backbone(str(model_dir))
+    facts = {"sft_model": str(sft_dir), "rl_steps": ctx.spec.settings.rl_steps}
+    return MethodOutput(ctx.generate(trained, ctx.eval_examples()), facts)
