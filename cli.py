@@ -238,3 +238,7 @@ def bench_eval(dataset: DatasetOption = "redial", split: str = "test",
     typer.echo(f"pairwise loop: {result['pairwise_per_example_ms']:.4f} ms/example "
                f"({result['pairwise_examples']} examples in {result['pairwise_seconds']:.2f} s)")
     typer.echo(f"speedup: {result['speedup']:.1f}x  (max metric difference {result['max_metric_difference']:.2e})")
+
+
+if __name__ == "__main__":
+    app()

@@ -206,9 +206,10 @@ class CachedEngine:
     batches as an uninterrupted one. All prompts are checked against the context first, so that an error names
     the caller's prompt index and comes before any work."""
 
-    def __init__(self, engine: RolloutEngine, cache: RolloutCache) -> None:
+    def __init__(self, engine: RolloutEngine, cache: RolloutCache, progress: bool = True) -> None:
         self.engine = engine
         self.cache = cache
+        self.progress = progress
         self.fingerprint = engine.fingerprint
         self.batch_size = engine.batch_size
 
@@ -242,15 +243,16 @@ def make_engine(
 ) -> RolloutEngine:
     """The engine named `backend` ("transformers" or "vllm") for a loaded backbone, behind `cache` if given."""
     engine: RolloutEngine
+    inner_progress = progress and cache is None
     if backend == "transformers":
-        engine = TransformersEngine(backbone, batch_size=batch_size, progress=progress)
+        engine = TransformersEngine(backbone, batch_size=batch_size, progress=inner_progress)
     elif backend == "vllm":
         from bench.vllm_backend import VLLMEngine
 
-        engine = VLLMEngine(backbone, batch_size=batch_size, progress=progress)
+        engine = VLLMEngine(backbone, batch_size=batch_size, progress=inner_progress)
     else:
         raise UnknownNameError("rollout backend", backend, list(BACKENDS))
-    return CachedEngine(engine, cache) if cache is not None else engine
+    return CachedEngine(engine, cache, progress) if cache is not None else engine
 
 
 def throughput_prompts(n_prompts: int) -> list[list[dict[str, str]]]:

@@ -86,16 +86,18 @@ class RunFolder:
         return self.metrics_path.is_file()
 
     def read_curve(self) -> list[dict[str, Any]]:
-        """Curve points; a last line torn by an interruption is ignored."""
+        """Curve points by step; a line torn by an interruption is ignored, and a step logged again after a resume
+        keeps its last point."""
         if not self.curve_path.is_file():
             return []
-        points = []
+        by_step: dict[int, dict[str, Any]] = {}
         for line in self.curve_path.read_text(encoding="utf-8").splitlines():
             try:
-                points.append(json.loads(line))
-            except json.JSONDecodeError:
+                point = json.loads(line)
+                by_step[int(point["step"])] = point
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
-        return points
+        return [by_step[step] for step in sorted(by_step)]
 
 
 def runs_dir(results_dir: Path) -> Path:
