@@ -7,7 +7,6 @@ Malformed entries (a year like 201, an empty title) are dropped and reported in 
 
 import csv
 import io
-import json
 import pickle
 import unicodedata
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 from bench.errors import DataError
+from bench.jsonl import iter_jsonl
 from bench.parsing import MAX_YEAR, MIN_YEAR
 from bench.records import Item
 
@@ -152,20 +152,13 @@ def _pairs_from_csv(path: Path) -> list[tuple[object, object, object]]:
 
 def _pairs_from_jsonl(path: Path) -> list[tuple[object, object, object]]:
     triples: list[tuple[object, object, object]] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {line_number}: invalid JSON ({exc.msg})") from None
-            if isinstance(value, dict):
-                triples.append((value.get("title"), value.get("year"), value.get("mentions", 0)))
-            elif isinstance(value, list) and len(value) == 2:
-                triples.append((value[0], value[1], 0))
-            else:
-                raise DataError(f"{path}: line {line_number}: expected {{title, year}} or [title, year]")
+    for where, _, value in iter_jsonl(path):
+        if isinstance(value, dict):
+            triples.append((value.get("title"), value.get("year"), value.get("mentions", 0)))
+        elif isinstance(value, list) and len(value) == 2:
+            triples.append((value[0], value[1], 0))
+        else:
+            raise DataError(f"{where}: expected {{title, year}} or [title, year]")
     return triples
 
 

@@ -4,15 +4,13 @@
 Bad records raise DataError naming the file and the line (or split and index) and what is wrong.
 """
 
-import gzip
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.catalog import Catalog, load_catalog
 from bench.errors import DataError, UnknownNameError
+from bench.jsonl import iter_jsonl
 from bench.records import ContextItem, Example, Item
 
 SPLITS = ("train", "validation", "test")
@@ -98,24 +96,11 @@ def example_from_record(record: Any, where: str, fallback_id: str) -> Example:
                    context_items=context)
 
 
-def _open_text(path: Path) -> Iterator[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        yield from handle
-
-
 def read_jsonl_split(path: Path, split: str) -> tuple[Example, ...]:
     """Read one split file (.jsonl or .jsonl.gz); ids must be unique within it."""
     examples: list[Example] = []
     ids: set[str] = set()
-    for line_number, line in enumerate(_open_text(path), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}: line {line_number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
+    for where, line_number, record in iter_jsonl(path):
         example = example_from_record(record, where, f"{split}-{line_number}")
         if example.id in ids:
             raise DataError(f"{where}: duplicate id {example.id!r}")

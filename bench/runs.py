@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import DataError
+from bench.jsonl import iter_jsonl
 
 DEFAULT_RESULTS_DIR = Path("results")
 
@@ -49,15 +50,7 @@ def read_json(path: Path) -> Any:
 
 def read_jsonl(path: Path) -> list[Any]:
     """Read a JSONL file; a corrupt line is a DataError naming file and line."""
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}: line {line_number}: corrupt JSON ({exc.msg})") from None
-    return records
+    return [record for _, _, record in iter_jsonl(path)]
 
 
 def append_jsonl(path: Path, record: Any) -> None:
