@@ -221,15 +221,22 @@ class CachedEngine:
         self.engine.check_fits(prompts, settings)
 
     def generate(self, prompts: Sequence[Chat], settings: SamplingSettings, seed: int) -> list[list[str]]:
+        """Greedy decoding ignores the seed, so greedy entries are shared by runs of every seed (key seed 0)."""
+        from tqdm.auto import tqdm
+
         self.engine.check_fits(prompts, settings)
+        seed = 0 if settings.greedy else seed
         results: list[list[str] | None] = [self.cache.get(self.fingerprint, p, settings, seed) for p in prompts]
         missing = [i for i, cached in enumerate(results) if cached is None]
-        for start in range(0, len(missing), self.batch_size):
-            indices = missing[start : start + self.batch_size]
-            batch = [prompts[i] for i in indices]
-            for index, completions in zip(indices, self.engine.generate(batch, settings, seed), strict=True):
-                self.cache.put(self.fingerprint, prompts[index], settings, seed, completions)
-                results[index] = completions
+        with tqdm(total=len(missing), desc="generating", unit="prompt", disable=not self.progress or not missing,
+                  leave=False) as bar:
+            for start in range(0, len(missing), self.batch_size):
+                indices = missing[start : start + self.batch_size]
+                batch = [prompts[i] for i in indices]
+                for index, completions in zip(indices, self.engine.generate(batch, settings, seed), strict=True):
+                    self.cache.put(self.fingerprint, prompts[index], settings, seed, completions)
+                    results[index] = completions
+                bar.update(len(batch))
         return [completions for completions in results if completions is not None]
 
 
