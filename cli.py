@@ -240,5 +240,212 @@ def bench_eval(dataset: DatasetOption = "redial", split: str = "test",
     typer.echo(f"speedup: {result['speedup']:.1f}x  (max metric difference {result['max_metric_difference']:.2e})")
 
 
+@bench_app.command("step-time")
+@user_errors
+def bench_step_time(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny",
+                    steps: Annotated[int, typer.Option(help="Timed steps per trainer and round.")] = 5,
+                    num_generations: Annotated[int, typer.Option(help="Completions per prompt (G).")] = 8,
+                    prompts: Annotated[int, typer.Option(help="Prompts per step.")] = 4,
+                    max_new_tokens: Annotated[int | None, typer.Option(help="Completion length (all forced to "
+                                                                        "it); default: the preset's.")] = None,
+                    preset: Annotated[str, typer.Option(help="Learning rate, beta, temperature, prompt budget.")]
+                    = "default",
+                    dataset: DatasetOption = "redial") -> None:
+    """Rank-GRPO vs GRPO mean optimizer-step time on the same backbone, batch and settings, and their ratio."""
+    from algorithms.rl import rank_grpo_step_time
+
+    times = rank_grpo_step_time(model, dataset, preset, steps=steps, num_generations=num_generations,
+                                prompts=prompts, max_new_tokens=max_new_tokens)
+    typer.echo(f"rank_grpo: {times.rank_grpo_s:.4f} s/step")
+    typer.echo(f"grpo:      {times.grpo_s:.4f} s/step")
+    typer.echo(f"ratio:     {times.ratio:.3f} (Rank-GRPO / GRPO, {prompts} prompts x {num_generations} "
+               f"completions, {model})")
+
+
+def _comma_list(text: str) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c'] (for the matrix flags)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@app.command("matrix")
+@user_errors
+def matrix_command(
+    algos: Annotated[str, typer.Option(help="Comma-separated methods, e.g. zero_shot,sft,grpo,gspo,rank_grpo.")],
+    models: Annotated[str, typer.Option(help="Comma-separated backbones.")] = "tiny",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    dataset: Annotated[str, typer.Option(help="Comma-separated datasets (names or paths).")] = "redial",
+    preset: Annotated[str, typer.Option(help="smoke, default or paper.")] = "default",
+    split: Annotated[str, typer.Option(help="Evaluation split.")] = "test",
+    backend: Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")] = "transformers",
+    protocol: Annotated[str, typer.Option(help="Main evaluation protocol: standard or reference.")] = "standard",
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N examples.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Override the preset's generation length.")] = None,
+    steps: Annotated[int | None, typer.Option(help="RL steps (overrides the preset).")] = None,
+    num_generations: Annotated[int | None, typer.Option(help="Completions per prompt G (RL).")] = None,
+    lr: Annotated[float | None, typer.Option(help="RL learning rate.")] = None,
+    mu: Annotated[int | None, typer.Option(help="Policy updates per generation batch (mu).")] = None,
+    reward: Annotated[str, typer.Option(help="Rank-GRPO reward: exp_inf or log_decay.")] = "exp_inf",
+    results_dir: Annotated[Path, typer.Option(help="Where runs/ and matrix.log live.")] = Path("results"),
+    jobs: Annotated[int, typer.Option(help="Local launcher: runs at once (separate processes when > 1).")] = 1,
+    launcher: Annotated[str, typer.Option(help="local or slurm (submitit, pip install 'bench[cluster]').")]
+    = "local",
+    partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
+    gpus_per_node: Annotated[int, typer.Option(help="Slurm: GPUs per job (one run per job).")] = 1,
+    cpus_per_task: Annotated[int, typer.Option(help="Slurm: CPUs per job.")] = 8,
+    timeout_min: Annotated[int, typer.Option(help="Slurm: time limit per job in minutes.")] = 240,
+    mem_gb: Annotated[float | None, typer.Option(help="Slurm: memory per job in GB.")] = None,
+    slurm_folder: Annotated[Path, typer.Option(help="Slurm: submitit logs (on a shared filesystem).")]
+    = Path("results/slurm"),
+    force: Annotated[bool, typer.Option(help="Rerun complete runs too.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the planned runs and exit.")] = False,
+) -> None:
+    """Run a grid of runs: SFT warm starts first, complete runs skipped, failures listed (exit 1) after the rest.
+
+    Re-running the same command resumes a killed matrix. One run per process or Slurm job; a multi-GPU run goes
+    through `accelerate launch -m cli run ...` on its own, and the matrix then skips it as complete.
+    """
+    from bench.launchers import SlurmSettings, make_launcher
+    from bench.matrix import expand_grid, plan_waves, run_matrix
+
+    specs = expand_grid(_comma_list(algos), _comma_list(models), [int(seed) for seed in _comma_list(seeds)],
+                        _comma_list(dataset), preset,
+                        {"eval_limit": limit, "max_new_tokens": max_new_tokens, "rl_steps": steps,
+                         "num_generations": num_generations, "rl_lr": lr, "mu": mu},
+                        split=split, backend=backend, protocol=protocol, reward=reward)
+    if dry_run:
+        for number, wave in enumerate(plan_waves(specs), start=1):
+            for spec in wave:
+                typer.echo(f"wave {number}  {spec.run_id}")
+        return
+    slurm = SlurmSettings(slurm_folder.resolve(), partition, gpus_per_node, cpus_per_task, timeout_min, mem_gb)
+    outcome = run_matrix(specs, results_dir, make_launcher(launcher, jobs, slurm, typer.echo), force=force,
+                         echo=typer.echo)
+    if outcome.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command("report")
+@user_errors
+def report_command(
+    results_dir: Annotated[Path, typer.Option(help="Where runs/ lives.")] = Path("results"),
+    out: Annotated[Path | None, typer.Option(help="Report folder (default: RESULTS_DIR/report).")] = None,
+    baseline: Annotated[str, typer.Option(help="Method every other one is tested against (†).")] = "popularity",
+    metric: Annotated[str, typer.Option(help="Validation metric of the steps-to-reach table.")] = "ndcg@20",
+    target_ndcg: Annotated[float | None, typer.Option(help="Steps-to-reach target (default: a fraction of the "
+                                                           "best final validation value).")] = None,
+    target_fraction: Annotated[float, typer.Option(help="That fraction.")] = 0.9,
+    alpha: Annotated[float, typer.Option(help="Significance level after Holm correction.")] = 0.05,
+    html: Annotated[bool, typer.Option("--html", help="Also write one self-contained report.html.")] = False,
+) -> None:
+    """Tables (Markdown, CSV, LaTeX), significance tests and figures rebuilt from the complete run folders."""
+    from bench.report import ReportOptions, build_report
+
+    target = out or results_dir / "report"
+    result = build_report(results_dir, target, ReportOptions(baseline=baseline, metric=metric, target=target_ndcg,
+                                                             target_fraction=target_fraction, alpha=alpha, html=html))
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"wrote {len(result.files)} files under {target} (start with {target / 'report.md'})")
+
+
+@app.command("check")
+@user_errors
+def check_command(
+    reference: Annotated[Path, typer.Option(help="Folder with config.json and metrics.json.")]
+    = Path("results/reference"),
+    results_dir: Annotated[Path, typer.Option(help="Where the check's runs are written (complete ones are "
+                                                   "reused).")] = Path("results/check"),
+    update: Annotated[bool, typer.Option(help="Run the configuration and write metrics.json instead.")] = False,
+    force: Annotated[bool, typer.Option(help="Rerun complete runs too.")] = False,
+    jobs: Annotated[int, typer.Option(help="Runs at once (separate processes when > 1).")] = 1,
+) -> None:
+    """Rerun the reference configuration and fail (exit 1) on any metric outside its reference band."""
+    from bench.check import run_check, update_reference
+    from bench.launchers import LocalLauncher
+
+    if update:
+        command = f"bench check --update --reference {reference} --results-dir {results_dir}"
+        path = update_reference(reference, results_dir, command, LocalLauncher(jobs), force, typer.echo)
+        typer.echo(f"wrote {path}")
+        return
+    problems = run_check(reference, results_dir, LocalLauncher(jobs), force, typer.echo)
+    for problem in problems:
+        typer.secho(f"FAIL {problem}", fg=typer.colors.RED, err=True)
+    if problems:
+        raise typer.Exit(code=1)
+    typer.echo(f"check passed: every metric inside its band ({reference / 'metrics.json'})")
+
+
+@app.command("sft-data")
+@user_errors
+def sft_data_command(
+    out: Annotated[Path, typer.Option(help="Output dataset directory (train.jsonl with demonstrations, "
+                                           "validation/test, catalog.csv, report.json).")],
+    teacher: Annotated[str, typer.Option(help="ease (offline), popularity, a backbone name, or openai:MODEL.")
+                       ] = "ease",
+    judge: Annotated[str, typer.Option(help="ease (offline), a backbone name, or openai:MODEL.")] = "ease",
+    dataset: DatasetOption = "redial", catalog: CatalogOption = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N training examples.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (also OPENAI_BASE_URL).")] = None,
+    fuzzy_threshold: Annotated[float, typer.Option(help="Remap's fuzzy score threshold (0-100).")] = 90.0,
+    popularity_strength: Annotated[float, typer.Option(help="Adjust's popularity correction exponent (0 = off).")
+                                   ] = 0.5,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget of LLM teachers and judges.")] = 400,
+    seed: Annotated[int, typer.Option(help="Seed sent with LLM requests.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
+) -> None:
+    """Build SFT demonstrations with Remap-Reflect-Adjust (Rank-GRPO Stage 1): teacher -> catalog -> judge ->
+    adjusted lists of 20 catalog items."""
+    from baselines.sft_data import SftDataConfig, build_sft_data
+    from bench.backbones import default_cache_dir
+    from bench.datasets import load_dataset
+
+    config = SftDataConfig(teacher=teacher, judge=judge, fuzzy_threshold=fuzzy_threshold,
+                           popularity_strength=popularity_strength, limit=limit, base_url=base_url, seed=seed,
+                           max_new_tokens=max_new_tokens)
+    report = build_sft_data(load_dataset(dataset, catalog), config, out, default_cache_dir(), overwrite=force,
+                            log=lambda message: typer.echo(message, err=True))
+    remap, metrics = report["remap"], report["train_metrics"]
+    typer.echo(f"{report['n_examples']} demonstrations in {report['build_seconds']:.1f} s -> {out}")
+    typer.echo("remap: hit rate {:.4f} ({})".format(
+        remap["hit_rate"], ", ".join(f"{stage} {count}" for stage, count in remap["counts"].items())))
+    typer.echo(f"dropped: {report['dropped']}  filled: {report['filled']}  "
+               f"catalog compliance: {report['catalog_compliance']:.4f}")
+    for source in ("teacher", "demonstrations"):
+        typer.echo(f"{source} on train: recall@20 {metrics[source]['recall@20']:.4f}  "
+                   f"ndcg@20 {metrics[source]['ndcg@20']:.4f}")
+
+
+@app.command("serve")
+@user_errors
+def serve_command(
+    model: Annotated[str, typer.Option(help="Backbone name (bench models), local path or hub id.")] = "tiny",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8000,
+    dataset: DatasetOption = "redial",
+    backend: Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")] = "transformers",
+) -> None:
+    """Serve a local backbone as an OpenAI-compatible endpoint (POST /v1/chat/completions) until Ctrl-C."""
+    import threading
+
+    from bench.backbones import default_cache_dir, load_backbone
+    from bench.datasets import load_dataset
+    from bench.openai_server import serve
+
+    backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), cache_dir=default_cache_dir() / "backbones")
+    try:
+        handle = serve(backbone, host, port, backend=backend)
+    except OSError as error:
+        raise BenchError(f"Cannot serve on {host}:{port}: {error.strerror or error}.") from None
+    typer.echo(f"serving {handle.model_name} at {handle.url} (bench run --model openai:{handle.model_name} "
+               f"--base-url {handle.url}); Ctrl-C stops")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        typer.echo("stopping")
+    finally:
+        handle.close()
+
+
 if __name__ == "__main__":
     app()

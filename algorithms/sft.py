@@ -1,9 +1,11 @@
 """Supervised fine-tuning (Stage 1 of Rank-GRPO, arXiv 2510.20150): TRL's SFTTrainer on demonstrations.
 
 Prompt/completion format, so that only the completion is learned (TRL's completion-only loss). Demonstrations come
-from, in order: `--sft-data PATH` (a dataset whose training records carry `completion`, e.g. from `bench sft-data`),
-the dataset's own `completion` fields, or else ground-truth items topped up to 20 by training popularity
-(`groundtruth+popularity`, named as such in the run's summary).
+from, in order: `--sft-data PATH` (a dataset whose training records carry `completion`, e.g. from `bench sft-data`);
+for the shipped `redial`, Remap-Reflect-Adjust demonstrations built offline with the EASE teacher and judge
+(`remap-reflect-adjust:ease`, built once into the cache); the dataset's own `completion` fields; or else
+ground-truth items topped up to 20 by training popularity (`groundtruth+popularity`). The source is named in the
+run's summary.
 
 The final model is saved to the run folder's `model/`; RL runs start from it (`ensure_sft_model`).
 """
@@ -28,6 +30,10 @@ def demonstrations(ctx: RunContext) -> tuple[list[tuple[Example, str]], str]:
         source = load_dataset(ctx.spec.sft_data)
         pairs = [(example, example.completion) for example in source.split("train") if example.completion]
         return pairs, f"sft-data:{ctx.spec.sft_data}"
+    if ctx.spec.dataset == "redial":
+        from baselines.sft_data import DEFAULT_SOURCE, default_demonstrations
+
+        return default_demonstrations(ctx.dataset, ctx.cache_dir, ctx.log), DEFAULT_SOURCE
     train = ctx.dataset.split("train")
     if all(example.completion for example in train):
         return [(example, example.completion or "") for example in train], "dataset completions"

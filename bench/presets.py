@@ -44,9 +44,9 @@ PRESETS: dict[str, Preset] = {
         eval_interval=2, validation_size=8, max_prompt_tokens=256),
     "default": Preset(
         "default", eval_limit=None, max_new_tokens=256, eval_batch_size=32,
-        sft_epochs=1.0, sft_max_steps=None, sft_lr=1e-3, sft_batch_size=16,
-        rl_steps=200, rl_lr=1e-4, num_generations=8, prompts_per_step=4, beta=0.0, temperature=1.0, mu=1,
-        eval_interval=25, validation_size=64, max_prompt_tokens=384),
+        sft_epochs=10.0, sft_max_steps=400, sft_lr=2e-3, sft_batch_size=16,
+        rl_steps=100, rl_lr=1e-4, num_generations=8, prompts_per_step=4, beta=0.0, temperature=1.0, mu=1,
+        eval_interval=20, validation_size=64, max_prompt_tokens=384),
     "paper": Preset(
         "paper", eval_limit=None, max_new_tokens=400, eval_batch_size=64,
         sft_epochs=1.0, sft_max_steps=None, sft_lr=1e-5, sft_batch_size=64,

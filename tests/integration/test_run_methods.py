@@ -60,7 +60,7 @@ def test_sft_smoke_trains_logs_a_curve_and_saves_a_model(tmp_path: Path, bench_c
     assert curve[0]["step"] == 0 and curve[-1]["step"] == 12
     assert (folder / "model" / ".complete").is_file()
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["artifacts"]["demonstrations"] == "groundtruth+popularity"
+    assert summary["artifacts"]["demonstrations"] == "remap-reflect-adjust:ease"
 
 
 def test_unknown_names_and_missing_weights_fail_with_one_line(tmp_path: Path, bench_cache: Path,
