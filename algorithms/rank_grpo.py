@@ -245,6 +245,19 @@ def rank_advantage_per_token(advantages: Tensor, rank_ids: Tensor) -> Tensor:
     return gathered * has_rank.to(gathered.dtype)
 
 
+def items_emitted(rank_ids: Tensor, eos: Tensor) -> Tensor:
+    """Number of items each completion emitted: highest rank id + 1 over its real tokens (EOS excluded).
+
+    Args:
+        rank_ids: (B, T) from `segment_ranks` (padding -1); overflow tokens (id N) count as N + 1 items.
+        eos: (B, T) bool from `eos_mask`.
+
+    Returns:
+        (B,) long, 0 for a completion without any item.
+    """
+    return torch.where(~eos & (rank_ids >= 0), rank_ids, -1).amax(dim=1) + 1
+
+
 def length_shaping(
     rank_ids: Tensor,
     completion_ids: Tensor,
@@ -260,14 +273,12 @@ def length_shaping(
     - -penalty on the EOS token when it ends with EOS after fewer than `n_items` items (early stop);
     - -penalty on every token past `n_items` items (rank id >= n_items).
     The EOS token is the last unmasked token when it is an EOS id (`eos_mask`); a completion cut at the length limit
-    has none and gets no EOS term. Items emitted = highest rank id + 1 (so `rank_ids` must come from
+    has none and gets no EOS term. Items emitted as in `items_emitted` (so `rank_ids` must come from
     `segment_ranks` with max_ranks >= n_items); blank tokens before the first item and EOS have id -1 and count none.
 
-    What this does and does not guarantee: missing ranks are scored as misses (positions kept), so shortening a list
-    never raises any rank's reward advantage, and a completion stopped early gets -penalty where the full one gets
-    +bonus. But the tokens of the dropped items carried their own (miss) advantages; when other completions of the
-    group hit at those ranks these are negative, and if sum_k A_k * |y^(k)| over dropped ranks < -(bonus + penalty),
-    the shortened completion has the larger token-summed advantage.
+    Alone, this does not stop a policy from gaining by shortening its list: the items it drops would have carried
+    their own (miss) advantages, negative when other completions of the group hit at those ranks, and when their sum
+    is below -(bonus + penalty) the shortened list scores higher. `missing_rank_credit` closes that gap.
 
     Args:
         rank_ids: (B, T) from `segment_ranks`.
@@ -282,15 +293,58 @@ def length_shaping(
         (B, T) float additions to the token advantages (0 on padding).
     """
     eos = eos_mask(completion_ids, completion_mask, eos_token_id)
-    valid = completion_mask.bool()
-    items = valid & ~eos & (rank_ids >= 0)
-    emitted = torch.where(items, rank_ids, -1).amax(dim=1) + 1  # (B,)
+    emitted = items_emitted(rank_ids, eos)
     terminated = eos.any(dim=1)
     exact = (terminated & (emitted == n_items)).float()
     early = (terminated & (emitted < n_items)).float()
     eos_value = bonus * exact - penalty * early
-    past = (items & (rank_ids >= n_items)).float()
+    past = (completion_mask.bool() & ~eos & (rank_ids >= n_items)).float()
     return eos.float() * eos_value.unsqueeze(1) - penalty * past
+
+
+def missing_rank_credit(
+    advantages: Tensor,
+    rank_ids: Tensor,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    eos_token_id: int | TokenIds,
+) -> Tensor:
+    """The advantages of the ranks a completion did not generate, put on its early EOS (our departure from the
+    published trainer, `RankGRPOConfig.missing_rank_credit`).
+
+    A completion that ends with EOS after m < N items gets sum_{k=m+1..N} A_k on its EOS token, where A_k are its
+    own per-rank advantages (`rank_advantages`): the reward scores those ranks as misses (positions kept, missing
+    ranks are 0), so A_k is exactly what a miss written at rank k would carry. Stopping early then earns what writing
+    N - m misses earns, and the published length shaping (-penalty on the early EOS, +bonus on an exactly-N EOS)
+    makes it strictly worse.
+
+    "Earns" counts actions, not tokens: every token of item k carries A_k, and on-policy their gradients sum to
+    A_k * grad log pi(item k) (`rank_grpo_token_loss`; all tokens weighted alike, as in TRL's `dapo` and `bnpo`), so
+    an item is one action with advantage A_k, as the EOS is one action with its own. The total advantage of a list is sum over its items of A_k plus its EOS term; with this
+    credit, cutting a list of N items (ended by EOS) to its first m < N changes that total by exactly
+    -(bonus + penalty) with the published shaping, and by 0 without it (property test in
+    tests/unit/test_rank_grpo_math.py). A token count (A_k * |item k|) could not be matched by any EOS credit, since
+    the missing items' lengths are unknown.
+
+    A completion cut at the length limit has no EOS and gets no credit (TRL's `mask_truncated_completions` drops such
+    completions from the loss where that matters); one with overflow (more than N items) has no missing rank.
+
+    Args:
+        advantages: (B, N) per-rank advantages of these completions, from `rank_advantages`.
+        rank_ids: (B, T) from `segment_ranks` with max_ranks = N.
+        completion_ids: (B, T) token ids.
+        completion_mask: (B, T), 1 for real tokens.
+        eos_token_id: EOS id(s).
+
+    Returns:
+        (B, T) float additions to the token advantages: the credit on each early EOS token, 0 elsewhere.
+    """
+    eos = eos_mask(completion_ids, completion_mask, eos_token_id)
+    num_ranks = advantages.size(1)
+    emitted = items_emitted(rank_ids, eos)  # (B,)
+    suffix = torch.cat([advantages.flip(1).cumsum(1).flip(1), advantages.new_zeros(advantages.size(0), 1)], dim=1)
+    credit = suffix.gather(1, emitted.clamp(max=num_ranks).unsqueeze(1))  # (B, 1): sum of A_k over k >= emitted
+    return eos.to(advantages.dtype) * credit
 
 
 def rank_grpo_token_loss(

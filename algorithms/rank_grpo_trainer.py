@@ -3,7 +3,8 @@
 TRL generates, scores and logs as usual; two methods change:
 - `_generate_and_score_completions` replaces TRL's scalar advantages by per-token advantages: per-rank hits from the
   `rank_reward_fn`, gathered over processes, turned into per-rank rewards and per-rank group advantages, mapped onto
-  the tokens of each line, plus the published length shaping;
+  the tokens of each line, plus the published length shaping and (our departure, on by default) the advantages of
+  the ranks a list did not generate on its early EOS (`missing_rank_credit`);
 - `_compute_loss` uses the rank-level importance ratio (geometric mean of the token ratios of each rank) in the
   clipped surrogate. With mu = num_iterations > 1, TRL keeps the sampling policy's log-probs as
   `old_per_token_logps`; with mu = 1 they equal the current ones (detached) and the ratio is 1.
@@ -23,6 +24,7 @@ from trl import GRPOConfig, GRPOTrainer
 from algorithms.rank_grpo import (
     RANK_REWARDS,
     length_shaping,
+    missing_rank_credit,
     newline_token_ids,
     rank_advantage_per_token,
     rank_advantages,
@@ -59,6 +61,12 @@ class RankGRPOConfig(GRPOConfig):
         default=True,
         metadata={"help": "Published length shaping: bonus on EOS after exactly N items, penalty on an early EOS "
                   "and on every token past N items."},
+    )
+    missing_rank_credit: bool = field(
+        default=True,
+        metadata={"help": "Not in the published trainer: an early EOS also gets the summed advantages of the ranks "
+                  "the list did not generate (scored as misses), so that shortening a list never pays "
+                  "(algorithms.rank_grpo.missing_rank_credit). False reproduces the published trainer."},
     )
     length_bonus: float = field(default=0.1, metadata={"help": "Advantage added on the EOS of an exactly-N list."})
     length_penalty: float = field(
@@ -186,7 +194,12 @@ class RankGRPOTrainer(GRPOTrainer):
             self.whitespace_ids.to(device),
             eos_token_id=self.eos_token_ids,
         )
-        token_advantages = rank_advantage_per_token(advantages[local], rank_ids)
+        local_advantages = advantages[local]
+        token_advantages = rank_advantage_per_token(local_advantages, rank_ids)
+        if self.args.missing_rank_credit:
+            token_advantages = token_advantages + missing_rank_credit(
+                local_advantages, rank_ids, completion_ids, mask, self.eos_token_ids
+            )
         if self.args.length_shaping:
             token_advantages = token_advantages + length_shaping(
                 rank_ids,

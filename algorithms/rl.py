@@ -5,19 +5,30 @@
 - `gspo`: the same reward with TRL's sequence-level ratio (`importance_sampling_level="sequence"`,
   `loss_type="grpo"`; Zheng et al., "Group Sequence Policy Optimization", 2025).
 - `rank_grpo`: per-rank hits -> per-rank rewards (`exp_inf` or `log_decay`), per-rank group advantages, rank-level
-  ratio, published length shaping (Zhu et al., arXiv 2510.20150; `algorithms.rank_grpo_trainer`).
+  ratio, published length shaping (Zhu et al., arXiv 2510.20150; `algorithms.rank_grpo_trainer`). The spec's
+  `length_shaping` switch turns on both the published shaping and our missing-rank credit on an early EOS
+  (`algorithms.rank_grpo.missing_rank_credit`): the credit is what makes the shaping do its job (a list never gains by
+  being shortened), and `--no-length-shaping` is the ablation without any length control. The published trainer
+  exactly (shaping without the credit) is `RankGRPOConfig(missing_rank_credit=False)`; a separate spec field would be
+  needed to run it from the CLI.
 
 Every method starts from the SFT checkpoint of the same backbone, dataset, seed and preset (built first if missing),
 validates on a fixed subset at a fixed interval (curve.jsonl) and resumes from its last checkpoint.
 """
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench.errors import BenchError
 from bench.evaluator import rank_hits
 from bench.metrics import N_RANKS, dcg_at_k, ideal_dcg
 from bench.records import Example
 from bench.run_context import MethodOutput, RunContext
+
+if TYPE_CHECKING:
+    from algorithms.rank_grpo_trainer import StepTimes
 
 MODEL_DIR = "model"
 
@@ -52,34 +63,44 @@ class ListRewards:
         return rewards
 
 
-def _train_dataset(ctx: RunContext, tokenizer: Any) -> Any:
+def train_prompts(examples: Sequence[Example], tokenizer: Any, max_prompt_tokens: int) -> Any:
+    """The RL training set: each example's prompt trimmed to `max_prompt_tokens` and its id (the `example_id` column
+    `ListRewards` reads)."""
     from datasets import Dataset as HFDataset
 
     from bench.prompt_trim import trim_prompt
 
-    limit = ctx.spec.settings.max_prompt_tokens
-    rows = [{"prompt": list(trim_prompt(tokenizer, example.prompt, limit)), "example_id": example.id}
-            for example in ctx.dataset.split("train")]
+    rows = [{"prompt": list(trim_prompt(tokenizer, example.prompt, max_prompt_tokens)), "example_id": example.id}
+            for example in examples]
     return HFDataset.from_list(rows)
+
+
+def per_device_batch(completions_per_step: int, num_processes: int) -> int:
+    """Completions each process generates per step, so that a step holds `completions_per_step` over all processes
+    (prompts_per_step x num_generations is a global batch, as in the paper)."""
+    if completions_per_step % num_processes != 0:
+        raise BenchError(f"{completions_per_step} completions per step do not split over {num_processes} processes; "
+                         "choose prompts_per_step x num_generations divisible by the number of processes.")
+    return completions_per_step // num_processes
 
 
 def _config(ctx: RunContext, output_dir: Path) -> Any:
     """The TRL config of this run: GRPOConfig for grpo/gspo, RankGRPOConfig for rank_grpo."""
-    import torch
     from trl import GRPOConfig
 
     from algorithms.rank_grpo_trainer import RankGRPOConfig
-    from algorithms.training import device_arguments
+    from algorithms.training import device_arguments, rl_model_init_kwargs
 
     settings = ctx.spec.settings
+    num_processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch` and torchrun
     common: dict[str, Any] = dict(
         output_dir=str(output_dir), max_steps=settings.rl_steps, learning_rate=settings.rl_lr,
-        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
+        per_device_train_batch_size=per_device_batch(settings.prompts_per_step * settings.num_generations,
+                                                     num_processes),
         num_generations=settings.num_generations, max_completion_length=settings.max_new_tokens,
         temperature=settings.temperature, beta=settings.beta, num_iterations=settings.mu, logging_steps=1,
         save_strategy="steps", save_steps=settings.eval_interval, save_total_limit=2, seed=ctx.spec.seed,
-        lr_scheduler_type="constant", warmup_steps=0, log_completions=False,
-        model_init_kwargs={"dtype": "bfloat16" if torch.cuda.is_available() else "float32"},
+        lr_scheduler_type="constant", warmup_steps=0, log_completions=False, **rl_model_init_kwargs(),
         **device_arguments())
     if ctx.spec.backend == "vllm":
         from bench.vllm_backend import grpo_vllm_kwargs
@@ -87,7 +108,7 @@ def _config(ctx: RunContext, output_dir: Path) -> Any:
         common.update(grpo_vllm_kwargs())
     if ctx.spec.algo == "rank_grpo":
         return RankGRPOConfig(rank_reward=ctx.spec.reward, n_items=N_RANKS, length_shaping=ctx.spec.length_shaping,
-                              **{**common, "beta": settings.beta})
+                              missing_rank_credit=ctx.spec.length_shaping, **common)
     if ctx.spec.algo == "gspo":
         return GRPOConfig(importance_sampling_level="sequence", loss_type="grpo", **common)
     return GRPOConfig(**common)
@@ -109,7 +130,7 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     config = _config(ctx, ctx.folder.checkpoints_dir)
     logger = CurveLogger(ctx, validation_subset(ctx))
     callbacks = [curve_callback(logger, ctx.spec.settings.eval_interval)]
-    dataset = _train_dataset(ctx, start.tokenizer)
+    dataset = train_prompts(ctx.dataset.split("train"), start.tokenizer, ctx.spec.settings.max_prompt_tokens)
     if ctx.spec.algo == "rank_grpo":
         trainer = RankGRPOTrainer(model=str(sft_dir), rank_reward_fn=rewards.hits, args=config,
                                   train_dataset=dataset, processing_class=start.tokenizer, callbacks=callbacks)
@@ -130,3 +151,35 @@ def predict(ctx: RunContext) -> MethodOutput:
     trained = ctx.load_backbone(str(model_dir))
     facts = {"sft_model": str(sft_dir), "rl_steps": ctx.spec.settings.rl_steps}
     return MethodOutput(ctx.generate(trained, ctx.eval_examples()), facts)
+
+
+def rank_grpo_step_time(model: str = "tiny", dataset_name: str = "redial", preset: str = "default", *,
+                        steps: int = 5, num_generations: int = 8, prompts: int = 4,
+                        max_new_tokens: int | None = None, repeats: int = 2) -> "StepTimes":
+    """Mean optimizer-step time of Rank-GRPO and of GRPO on one backbone, batch and settings (`bench bench
+    step-time`).
+
+    The backbone is built or loaded as runs do (tiny ones from the dataset's corpus, in the same cache); both trainers
+    train it from the same weights on the first `prompts x (steps + 1)` training prompts with the real list reward
+    (`ListRewards.hits`, the evaluator's matcher), the preset's learning rate, KL beta, temperature and prompt budget,
+    and every completion forced to `max_new_tokens` (see `step_time_benchmark`).
+    """
+    from algorithms.rank_grpo_trainer import step_time_benchmark
+    from algorithms.training import device_arguments, rl_model_init_kwargs
+    from bench.backbones import default_cache_dir, load_backbone
+    from bench.datasets import load_dataset
+    from bench.presets import get_preset
+
+    settings = get_preset(preset)
+    dataset = load_dataset(dataset_name)
+    backbone = load_backbone(model, corpus=dataset.corpus(), cache_dir=default_cache_dir() / "backbones")
+    train = dataset.split("train")[: prompts * (steps + 1)]
+    rewards = ListRewards({example.id: example for example in train}, dataset.catalog)
+    config_kwargs: dict[str, Any] = dict(
+        per_device_train_batch_size=prompts * num_generations, num_generations=num_generations,
+        max_completion_length=max_new_tokens or settings.max_new_tokens, learning_rate=settings.rl_lr,
+        beta=settings.beta, temperature=settings.temperature, n_items=N_RANKS, logging_steps=1, seed=0,
+        lr_scheduler_type="constant", warmup_steps=0, **rl_model_init_kwargs(), **device_arguments())
+    return step_time_benchmark(lambda: str(backbone.path), backbone.tokenizer,
+                               train_prompts(train, backbone.tokenizer, settings.max_prompt_tokens), rewards.hits,
+                               config_kwargs, steps=steps, repeats=repeats)

@@ -30,6 +30,13 @@ def device_arguments() -> dict[str, Any]:
             "report_to": "none", "dataloader_num_workers": 0, "disable_tqdm": True}
 
 
+def rl_model_init_kwargs() -> dict[str, Any]:
+    """How TRL's GRPO trainers load the model from its path: bf16 on CUDA, fp32 on CPU (matching `device_arguments`)."""
+    import torch
+
+    return {"model_init_kwargs": {"dtype": "bfloat16" if torch.cuda.is_available() else "float32"}}
+
+
 def last_checkpoint(output_dir: Path) -> str | None:
     """The newest `checkpoint-N` directory TRL saved, for resuming an interrupted training."""
     checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1]))
@@ -49,7 +56,11 @@ def validation_subset(ctx: RunContext) -> list[Example]:
 
 
 class CurveLogger:
-    """Validates a model in training and appends one point per call to the run's curve.jsonl."""
+    """Validates a model in training and appends one point per call to the run's curve.jsonl.
+
+    Under several processes (`accelerate launch`) every process validates (a ZeRO-3 model needs all of them for a
+    forward pass) and only the main one writes.
+    """
 
     def __init__(self, ctx: RunContext, examples: Sequence[Example]) -> None:
         self.ctx = ctx
@@ -65,8 +76,9 @@ class CurveLogger:
             if key in logs and isinstance(logs[key], (int, float)):
                 self.latest_logs[key] = float(logs[key])
 
-    def validate(self, model: Any, tokenizer: Any, step: int) -> dict[str, Any] | None:
-        """Greedy answers of the current model on the subset, scored; skipped when this step is already logged."""
+    def validate(self, model: Any, tokenizer: Any, step: int, write: bool = True) -> dict[str, Any] | None:
+        """Greedy answers of the current model on the subset, scored and (when `write`) appended to the curve;
+        skipped when this step is already logged."""
         if step in self.done_steps:
             return None
         from bench.backbones import Backbone, resolve_backbone
@@ -89,9 +101,10 @@ class CurveLogger:
         point["hit_rate_at_rank"] = result.hit_rate_at_rank
         point["mean_list_length"] = result.mean_list_length
         point.update(self.latest_logs)
-        append_jsonl(self.ctx.folder.curve_path, point)
         self.done_steps.add(step)
-        self.ctx.log(f"step {step}: validation ndcg@20 {point['ndcg@20']:.4f} recall@20 {point['recall@20']:.4f}")
+        if write:
+            append_jsonl(self.ctx.folder.curve_path, point)
+            self.ctx.log(f"step {step}: validation ndcg@20 {point['ndcg@20']:.4f} recall@20 {point['recall@20']:.4f}")
         return point
 
 
@@ -103,7 +116,7 @@ def curve_callback(logger: CurveLogger, interval: int) -> Any:
         def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                            processing_class: Any = None, **kwargs: Any) -> None:
             if state.global_step == 0:
-                logger.validate(model, processing_class, 0)
+                logger.validate(model, processing_class, 0, state.is_world_process_zero)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                    **kwargs: Any) -> None:
@@ -112,7 +125,7 @@ def curve_callback(logger: CurveLogger, interval: int) -> Any:
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
                         processing_class: Any = None, **kwargs: Any) -> None:
             if state.global_step % interval == 0 or state.global_step >= state.max_steps:
-                logger.validate(model, processing_class, state.global_step)
+                logger.validate(model, processing_class, state.global_step, state.is_world_process_zero)
 
     return ValidationCallback()
 
@@ -123,7 +136,11 @@ def model_is_saved(directory: Path) -> bool:
 
 
 def save_final_model(trainer: Any, directory: Path) -> None:
-    """Save weights, tokenizer and generation config, then the completion marker."""
+    """Save weights, tokenizer and generation config, then the completion marker. Called by every process: the
+    trainer gathers sharded weights and writes from the main process, which also writes the tokenizer and marker;
+    the others wait for it, so that every process can load the saved model next."""
     trainer.save_model(str(directory))
-    trainer.processing_class.save_pretrained(str(directory))
-    (directory / ".complete").write_text("ok\n", encoding="utf-8")
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(str(directory))
+        (directory / ".complete").write_text("ok\n", encoding="utf-8")
+    trainer.accelerator.wait_for_everyone()

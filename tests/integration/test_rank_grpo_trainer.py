@@ -4,66 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from rank_grpo_tiny import N_ITEMS, save_tiny_model, tiny_dataset, tiny_hits, tiny_tokenizer
+from transformers import PreTrainedTokenizerFast
 
 from algorithms.rank_grpo_trainer import RankGRPOConfig, RankGRPOTrainer, StepTimes, step_time_benchmark
-from bench.parsing import split_lines
-
-TITLES = ["Alien", "Heat", "Jaws", "Rocky", "Fargo", "Brazil", "Clue", "Up", "Psycho", "Tron"]
-VOCAB = ["<pad>", "<eos>", "\n", "liked:", "recommend:", *TITLES]
-N_ITEMS = 3
-
-
-def _tokenizer() -> PreTrainedTokenizerFast:
-    """Word-level: every title is one token, "\\n" is its own token; small enough that a random model emits
-    newlines and EOS often."""
-    backend = Tokenizer(models.WordLevel(vocab={word: i for i, word in enumerate(VOCAB)}, unk_token="<pad>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"\n|[^\s]+"), behavior="removed", invert=True)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", pad_token="<pad>")
-
-
-def _save_tiny_model(directory: Path, tokenizer: PreTrainedTokenizerFast) -> Path:
-    """A randomly initialised 2-layer Qwen2 saved to disk (TRL builds the KL reference model from the path)."""
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = Qwen2ForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(directory)
-    return directory
-
-
-def _dataset() -> Dataset:
-    """8 plain-text prompts; the ground truth is 2 titles per prompt."""
-    rows = []
-    for i in range(8):
-        liked = [TITLES[i % 10], TITLES[(i + 1) % 10]]
-        truth = [TITLES[(i + 2) % 10], TITLES[(i + 5) % 10]]
-        rows.append({"prompt": f"liked: {' '.join(liked)} recommend:", "groundtruth": truth})
-    return Dataset.from_list(rows)
-
-
-def _hits(prompts: list, completions: list, groundtruth: list[list[str]], **_: object) -> list[list[float]]:
-    """Stand-in for the evaluator's matcher: line k hits when one of its words is a ground-truth title."""
-    hits = []
-    for completion, truth in zip(completions, groundtruth, strict=True):
-        lines = split_lines(completion)[:N_ITEMS]
-        row = [1.0 if set(line.split()) & set(truth) else 0.0 for line in lines]
-        hits.append(row + [0.0] * (N_ITEMS - len(row)))
-    return hits
 
 
 def _config_kwargs(num_iterations: int) -> dict:
@@ -84,8 +28,8 @@ def _config_kwargs(num_iterations: int) -> dict:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, PreTrainedTokenizerFast]:
-    tokenizer = _tokenizer()
-    return _save_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), tokenizer), tokenizer
+    tokenizer = tiny_tokenizer()
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), tokenizer), tokenizer
 
 
 @pytest.mark.parametrize("num_iterations", [1, 2])
@@ -95,7 +39,11 @@ def test_rank_grpo_trains_parameters(tiny, tmp_path, num_iterations):
         output_dir=str(tmp_path), max_steps=3, report_to="none", save_strategy="no", **_config_kwargs(num_iterations)
     )
     trainer = RankGRPOTrainer(
-        model=str(model_dir), rank_reward_fn=_hits, args=args, train_dataset=_dataset(), processing_class=tokenizer
+        model=str(model_dir),
+        rank_reward_fn=tiny_hits,
+        args=args,
+        train_dataset=tiny_dataset(),
+        processing_class=tokenizer,
     )
     before = {name: param.detach().clone() for name, param in trainer.model.named_parameters()}
     trainer.train()
@@ -117,10 +65,14 @@ def test_off_policy_batches_carry_old_logps_and_rank_ids(tiny, tmp_path):
         output_dir=str(tmp_path), max_steps=1, report_to="none", save_strategy="no", **_config_kwargs(2)
     )
     trainer = RankGRPOTrainer(
-        model=str(model_dir), rank_reward_fn=_hits, args=args, train_dataset=_dataset(), processing_class=tokenizer
+        model=str(model_dir),
+        rank_reward_fn=tiny_hits,
+        args=args,
+        train_dataset=tiny_dataset(),
+        processing_class=tokenizer,
     )
     trainer.model.train()
-    batch = trainer._generate_and_score_completions([row for row in _dataset().select(range(2)) for _ in range(4)])
+    batch = trainer._generate_and_score_completions([row for row in tiny_dataset().select(range(2)) for _ in range(4)])
     assert batch["old_per_token_logps"].shape == batch["completion_ids"].shape
     assert batch["advantages"].shape == batch["completion_ids"].shape == batch["rank_ids"].shape
     assert int(batch["rank_ids"].max()) <= N_ITEMS
@@ -130,7 +82,7 @@ def test_off_policy_batches_carry_old_logps_and_rank_ids(tiny, tmp_path):
 def test_step_time_benchmark_times_both_trainers(tiny):
     model_dir, tokenizer = tiny
     times = step_time_benchmark(
-        lambda: str(model_dir), tokenizer, _dataset(), _hits, _config_kwargs(1), steps=2, warmup_steps=1
+        lambda: str(model_dir), tokenizer, tiny_dataset(), tiny_hits, _config_kwargs(1), steps=2, warmup_steps=1
     )
     assert isinstance(times, StepTimes)
     assert times.rank_grpo_s > 0 and times.grpo_s > 0

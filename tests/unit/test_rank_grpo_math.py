@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from algorithms.rank_grpo import (
     eos_mask,
+    items_emitted,
     length_shaping,
+    missing_rank_credit,
     newline_token_ids,
     rank_advantage_per_token,
     rank_advantages,
@@ -222,12 +224,48 @@ def test_length_shaping_published_rules():
     torch.testing.assert_close(shaping, expected)
 
 
-def _token_advantages(rows: list[list[int]], hits: list[list[float]], n_items: int) -> torch.Tensor:
-    """Per-token advantages as the trainer builds them: exp_inf rank advantages of one group + length shaping."""
+def test_missing_rank_credit_hand_values():
+    # N = 3. Row 1 "A\n<eos>": 1 item, early -> EOS gets A_2 + A_3 = -0.25 + -1.0 = -1.25.
+    # Row 2 "A\nB\nC\n<eos>": exactly 3 items -> nothing.  Row 3 "A\nB": cut at the length limit, no EOS -> nothing.
+    # Row 4 "\n<eos>": no item -> EOS gets A_1 + A_2 + A_3 = 0.25 + 0.5 + 0.125 = 0.875.
+    # Row 5 "A\nB\nC\nD\n<eos>": 4 items (overflow), no missing rank -> nothing.
+    ids, mask = _batch(
+        [A, NL, EOS], [A, NL, B, NL, C, NL, EOS], [A, NL, B], [NL, EOS], [A, NL, B, NL, C, NL, D, NL, EOS]
+    )
+    rank_ids = segment_ranks(ids, mask, NEWLINES, 3, TEXTLESS, eos_token_id=EOS)
+    assert items_emitted(rank_ids, eos_mask(ids, mask, EOS)).tolist() == [1, 3, 2, 0, 4]
+    advantages = torch.tensor([[0.5, -0.25, -1.0]] * 3 + [[0.25, 0.5, 0.125]] * 2)
+    expected = torch.zeros(5, 9)
+    expected[0, 2] = -1.25
+    expected[3, 1] = 0.875
+    torch.testing.assert_close(missing_rank_credit(advantages, rank_ids, ids, mask, EOS), expected)
+
+
+def _token_advantages(
+    rows: list[list[int]], hits: list[list[float]], n_items: int, credit: bool, shaping: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token advantages as the trainer builds them (exp_inf rank advantages of one group, the missing-rank
+    credit when `credit`, the published length shaping when `shaping`) and the token ranks."""
     ids, mask = _batch(*rows)
     rank_ids = segment_ranks(ids, mask, NEWLINES, n_items, TEXTLESS, eos_token_id=EOS)
     advantages = rank_advantages(rank_rewards(torch.tensor(hits), "exp_inf"), group_size=len(rows))
-    return rank_advantage_per_token(advantages, rank_ids) + length_shaping(rank_ids, ids, mask, EOS, n_items)
+    tokens = rank_advantage_per_token(advantages, rank_ids)
+    if credit:
+        tokens = tokens + missing_rank_credit(advantages, rank_ids, ids, mask, EOS)
+    if shaping:
+        tokens = tokens + length_shaping(rank_ids, ids, mask, EOS, n_items)
+    return tokens, rank_ids
+
+
+def _action_total(token_advantages: torch.Tensor, rank_ids: torch.Tensor, n_items: int) -> float:
+    """Total advantage of one completion's actions: each item once (its tokens share A_k, and on-policy their
+    gradients add up to A_k * grad log pi(item)), plus every token outside the ranks (EOS, overflow) on its own."""
+    total = 0.0
+    for rank in range(n_items):
+        in_rank = rank_ids == rank
+        if in_rank.any():
+            total += token_advantages[in_rank].mean().item()
+    return total + token_advantages[(rank_ids < 0) | (rank_ids >= n_items)].sum().item()
 
 
 def test_shortening_the_list_lowers_the_total_advantage():
@@ -235,34 +273,64 @@ def test_shortening_the_list_lowers_the_total_advantage():
 
     Group of 3, n_items 3, positions kept (a missing rank is a miss). Full list "A\\nB\\nC\\n<eos>" with hits 1 0 0
     vs. its shortened "A\\n<eos>" with the same hits 1 0 0; the others hit 0 0 0 and 1 0 0. Ranks 2 and 3 nobody hits:
-    advantage 0, so the full list totals A_1 * 2 tokens + 0.1 and the short one A_1 * 2 tokens - 0.1.
+    advantage 0 (so no missing-rank credit either), so the full list totals A_1 + 0.1 and the short one A_1 - 0.1.
     """
     others = [[B, NL, C, NL, D, NL, EOS], [A, NL, C, NL, D, NL, EOS]]
     other_hits = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
-    full = _token_advantages([[A, NL, B, NL, C, NL, EOS], *others], [[1.0, 0.0, 0.0], *other_hits], 3)
-    short = _token_advantages([[A, NL, EOS], *others], [[1.0, 0.0, 0.0], *other_hits], 3)
-    # The rank advantages of the whole group do not change: the shortened list has the same hits.
-    torch.testing.assert_close(full[1:], short[1:])
-    # A_1 for hits 1, 0, 1: (1 - 2/3) / (0.5773503 + 1e-4) = 0.5772503; two tokens of rank 1.
-    assert full[0].sum().item() == pytest.approx(2 * 0.5772503 + 0.1, abs=1e-6)
-    assert short[0].sum().item() == pytest.approx(2 * 0.5772503 - 0.1, abs=1e-6)
-    assert short[0].sum() < full[0].sum()
+    for credit in (False, True):
+        full, full_ranks = _token_advantages([[A, NL, B, NL, C, NL, EOS], *others], [[1.0, 0.0, 0.0], *other_hits],
+                                             3, credit)
+        short, short_ranks = _token_advantages([[A, NL, EOS], *others], [[1.0, 0.0, 0.0], *other_hits], 3, credit)
+        # The rank advantages of the whole group do not change: the shortened list has the same hits.
+        torch.testing.assert_close(full[1:], short[1:])
+        # A_1 for hits 1, 0, 1: (1 - 2/3) / (0.5773503 + 1e-4) = 0.5772503.
+        assert _action_total(full[0], full_ranks[0], 3) == pytest.approx(0.5772503 + 0.1, abs=1e-6)
+        assert _action_total(short[0], short_ranks[0], 3) == pytest.approx(0.5772503 - 0.1, abs=1e-6)
 
 
-def test_length_shaping_does_not_offset_negative_advantages_of_dropped_misses():
-    """The limit of the published shaping: when another completion hits at a dropped rank, the full list's miss
-    there carries a negative advantage that the shortened list avoids, and 0.1 + 0.1 does not make up for it.
+def test_published_shaping_alone_can_be_gamed_by_dropping_misses():
+    """The limit of the published shaping (missing_rank_credit off): when another completion hits at a dropped rank,
+    the full list's miss there carries a negative advantage that the shortened list avoids, and 0.1 + 0.1 does not
+    make up for it. The missing-rank credit puts that advantage on the early EOS, and shortening loses 0.2.
 
     Group of 2, n_items 2: the completion lists "A\\nB\\n" (hits 1 0) or stops after "A\\n"; the other hits 1 1.
     Rank 1 rewards 1, 1: advantage 0. Rank 2 rewards 0, 1: mean 0.5, deviations -+0.5, unbiased std
-    sqrt(0.25 + 0.25) = 0.7071068 -> -+0.5 / 0.7072068 = -+0.7070068. Full list: rank 2 has two tokens
-    -> 2 * -0.7070068 + 0.1 = -1.3140136; shortened: -0.1 on its EOS only.
+    sqrt(0.25 + 0.25) = 0.7071068 -> -+0.5 / 0.7072068 = -+0.7070068.
+    Full list: 0 (rank 1) - 0.7070068 (rank 2) + 0.1 (EOS after exactly 2) = -0.6070068, with or without credit.
+    Shortened, published: -0.1 on its EOS only, above the full list. With credit: -0.1 - 0.7070068 = -0.8070068.
     """
     other = [A, NL, C, NL, EOS]
-    full = _token_advantages([[A, NL, B, NL, EOS], other], [[1.0, 0.0], [1.0, 1.0]], 2)
-    short = _token_advantages([[A, NL, EOS], other], [[1.0, 0.0], [1.0, 1.0]], 2)
-    assert full[0].sum().item() == pytest.approx(-1.3140136, abs=1e-6)
-    assert short[0].sum().item() == pytest.approx(-0.1, abs=1e-6)
+    hits = [[1.0, 0.0], [1.0, 1.0]]
+    for credit, short_total in ((False, -0.1), (True, -0.8070068)):
+        full, full_ranks = _token_advantages([[A, NL, B, NL, EOS], other], hits, 2, credit)
+        short, short_ranks = _token_advantages([[A, NL, EOS], other], hits, 2, credit)
+        assert _action_total(full[0], full_ranks[0], 2) == pytest.approx(-0.6070068, abs=1e-6)
+        assert _action_total(short[0], short_ranks[0], 2) == pytest.approx(short_total, abs=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_with_missing_rank_credit_no_group_pays_for_shortening(data):
+    """For any group of hit vectors, a completion stopped after m < N items totals exactly (bonus + penalty) = 0.2
+    less than the same completion completed with N - m misses (and exactly as much with the shaping off)."""
+    n_items = data.draw(st.integers(1, 5), label="N")
+    group = data.draw(st.integers(2, 5), label="G")
+    kept = data.draw(st.integers(0, n_items - 1), label="items kept")
+    hit = st.floats(0.0, 1.0) | st.sampled_from([0.0, 1.0])
+    hits = data.draw(st.lists(st.lists(hit, min_size=n_items, max_size=n_items), min_size=group, max_size=group))
+    hits[0] = hits[0][:kept] + [0.0] * (n_items - kept)  # ranks the shortened list does not generate are misses
+    lengths = data.draw(st.lists(st.integers(1, 3), min_size=n_items, max_size=n_items), label="tokens per item")
+    items = [[A] * length + [NL] for length in lengths]
+    others = [[A, NL] * n_items + [EOS]] * (group - 1)
+    completed = [token for item in items for token in item] + [EOS]
+    shortened = [token for item in items[:kept] for token in item] + [EOS]
+    for shaping, margin in ((True, 0.2), (False, 0.0)):
+        full, full_ranks = _token_advantages([completed, *others], hits, n_items, credit=True, shaping=shaping)
+        short, short_ranks = _token_advantages([shortened, *others], hits, n_items, credit=True, shaping=shaping)
+        full_total = _action_total(full[0], full_ranks[0], n_items)
+        short_total = _action_total(short[0], short_ranks[0], n_items)
+        assert short_total <= full_total + 1e-5
+        assert full_total - short_total == pytest.approx(margin, abs=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------------------- loss

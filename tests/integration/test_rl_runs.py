@@ -1,0 +1,160 @@
+"""End-to-end RL runs of `bench run` on the tiny backbone (smoke preset, 4 steps, checkpoints every 2).
+
+- grpo is interrupted right after its step-2 checkpoint and rerun: it resumes there (global step 2), the curve has
+  each validation step once, and it finishes as a complete run folder;
+- grpo, gspo and rank_grpo change the parameters of the SFT model they start from;
+- the TRL configs built for each algorithm: GSPO is GRPO with sequence-level ratios, Rank-GRPO's missing-rank
+  credit follows the length-shaping switch, a step's prompts are split over processes;
+- `bench bench step-time` prints both trainers' step times and their ratio.
+
+The smoke SFT model answers with blank lines, so the real reward is 0 for every completion and no method would move
+in 4 steps; the list reward's matcher is replaced by a stand-in (a line hits when its text has an even length) that
+gives every group reward variance. All runs share one results folder, so the SFT warm start is built once.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+from trl import GRPOConfig
+from typer.testing import CliRunner
+
+import algorithms.rl
+import algorithms.training
+from bench.datasets import load_dataset
+from bench.errors import BenchError
+from bench.parsing import split_lines
+from bench.run_context import RunContext
+from bench.runs import RunFolder
+from bench.specs import make_spec
+from cli import app
+
+RL_ARGS = ["--model", "tiny", "--preset", "smoke", "--limit", "4", "--max-new-tokens", "24", "--steps", "4"]
+RUN_FILES = {"spec.json", "environment.json", "metrics.json", "summary.json", "examples.jsonl", "curve.jsonl"}
+CURVE_CALLBACK = algorithms.training.curve_callback
+
+
+class Interrupted(Exception):
+    """Raised by the test hook to stop training as a crash or Ctrl-C would."""
+
+
+def parity_hits(text: str, example: Any, catalog: Any, n_items: int) -> list[float]:
+    """Stand-in for `bench.evaluator.rank_hits`: the k-th non-blank line hits when its stripped text has an even
+    number of characters."""
+    row = [float(len(line.strip()) % 2 == 0) for line in split_lines(text)[:n_items]]
+    return row + [0.0] * (n_items - len(row))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rl-results")
+
+
+@pytest.fixture(autouse=True)
+def stand_in_reward(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bench-cache"))
+    monkeypatch.setattr(algorithms.rl, "rank_hits", parity_hits)
+
+
+def _hook_validation_callback(monkeypatch: pytest.MonkeyPatch, starts: list[int], stop_at: int | None) -> None:
+    """Make RL trainings (not the SFT warm start) record the step they start from in `starts` and, when `stop_at`
+    is given, raise Interrupted right after the checkpoint of that step is saved."""
+    def hooked(logger: Any, interval: int) -> TrainerCallback:
+        class Hooked(type(CURVE_CALLBACK(logger, interval))):
+            def on_train_begin(self, args, state, control, **kwargs):
+                if isinstance(args, GRPOConfig):
+                    starts.append(state.global_step)
+                return super().on_train_begin(args, state, control, **kwargs)
+
+            def on_save(self, args, state, control, **kwargs):
+                if isinstance(args, GRPOConfig) and state.global_step == stop_at:
+                    raise Interrupted(f"interrupted after the checkpoint of step {stop_at}")
+
+        return Hooked()
+
+    monkeypatch.setattr(algorithms.training, "curve_callback", hooked)
+
+
+def _run(results: Path, algo: str) -> Any:
+    return CliRunner().invoke(app, ["run", "--algo", algo, *RL_ARGS, "--results-dir", str(results)])
+
+
+def _folder(results: Path, algo: str) -> Path:
+    (folder,) = [path for path in (results / "runs").iterdir() if path.name.startswith(f"{algo}-")]
+    return folder
+
+
+def _assert_complete_and_trained(results: Path, algo: str) -> None:
+    folder = _folder(results, algo)
+    assert RUN_FILES <= {path.name for path in folder.iterdir()}
+    assert (folder / "model" / ".complete").is_file()
+    assert json.loads((folder / "metrics.json").read_text())["n_examples"] == 4
+    sft = load_file(_folder(results, "sft") / "model" / "model.safetensors")
+    trained = load_file(folder / "model" / "model.safetensors")
+    assert sft.keys() == trained.keys()
+    unchanged = [name for name in sft if torch.equal(sft[name], trained[name])]
+    assert not unchanged, f"{algo} left these SFT parameters unchanged: {unchanged}"
+
+
+def test_grpo_resumes_from_its_checkpoint_after_an_interruption(results: Path, monkeypatch: pytest.MonkeyPatch):
+    starts: list[int] = []
+    _hook_validation_callback(monkeypatch, starts, stop_at=2)
+    interrupted = _run(results, "grpo")
+    assert isinstance(interrupted.exception, Interrupted), interrupted.output
+    folder = RunFolder(_folder(results, "grpo"))
+    assert not folder.is_complete()
+    assert [path.name for path in folder.checkpoints_dir.glob("checkpoint-*")] == ["checkpoint-2"]
+    assert [point["step"] for point in folder.read_curve()] == [0, 2]
+
+    _hook_validation_callback(monkeypatch, starts, stop_at=None)
+    resumed = _run(results, "grpo")
+    assert resumed.exit_code == 0, resumed.output
+    assert starts == [0, 2]
+    raw_steps = [json.loads(line)["step"] for line in folder.curve_path.read_text().splitlines()]
+    assert raw_steps == [0, 2, 4]  # no step validated twice, even before RunFolder.read_curve's dedupe
+    state = json.loads((folder.checkpoints_dir / "checkpoint-4" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3, 4]
+    _assert_complete_and_trained(results, "grpo")
+
+
+@pytest.mark.parametrize("algo", ["gspo", "rank_grpo"])
+def test_rl_smoke_run_trains_the_sft_model(results: Path, algo: str):
+    result = _run(results, algo)
+    assert result.exit_code == 0, result.output
+    _assert_complete_and_trained(results, algo)
+
+
+def _config(algo: str, tmp_path: Path, **fields: Any) -> Any:
+    spec = make_spec(algo, "tiny", "smoke", **fields)
+    context = RunContext(spec, load_dataset(spec.dataset), RunFolder(tmp_path), tmp_path, tmp_path)
+    return algorithms.rl._config(context, tmp_path)
+
+
+def test_trl_configs_per_algorithm(tmp_path: Path):
+    gspo = _config("gspo", tmp_path)
+    assert (gspo.importance_sampling_level, gspo.loss_type) == ("sequence", "grpo")
+    assert _config("grpo", tmp_path).importance_sampling_level == "token"
+    rank = _config("rank_grpo", tmp_path)
+    assert rank.length_shaping and rank.missing_rank_credit and rank.importance_sampling_level == "token"
+    unshaped = _config("rank_grpo", tmp_path, length_shaping=False)
+    assert not unshaped.length_shaping and not unshaped.missing_rank_credit
+    assert gspo.per_device_train_batch_size == 8  # smoke: 2 prompts x 4 completions, one process
+
+
+def test_a_step_splits_over_processes():
+    assert algorithms.rl.per_device_batch(32, 4) == 8
+    with pytest.raises(BenchError, match="do not split over 3 processes"):
+        algorithms.rl.per_device_batch(32, 3)
+
+
+def test_step_time_command_prints_both_trainers_and_the_ratio():
+    result = CliRunner().invoke(app, ["bench", "step-time", "--model", "tiny", "--steps", "1", "--num-generations",
+                                      "2", "--prompts", "2", "--max-new-tokens", "8", "--preset", "smoke"])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(":", 1) for line in result.output.strip().splitlines()[-3:])
+    assert {"rank_grpo", "grpo", "ratio"} == {key.strip() for key in lines}
+    assert float(lines["rank_grpo"].split()[0]) > 0 and float(lines["grpo"].split()[0]) > 0
