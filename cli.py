@@ -26,6 +26,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DatasetOption = Annotated[str, typer.Option("--dataset", help="Dataset name (redial, synthetic) or path.")]
 CatalogOption = Annotated[Path | None, typer.Option("--catalog", help="Catalog file (.pkl, .csv, .jsonl).")]
+SplitOption = Annotated[str, typer.Option(help="Evaluation split.")]
+PresetOption = Annotated[str, typer.Option(help="smoke, default or paper.")]
+BackendOption = Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")]
+ProtocolOption = Annotated[str, typer.Option(help="Main evaluation protocol: standard or reference.")]
+LimitOption = Annotated[int | None, typer.Option(help="Evaluate only the first N examples of the split.")]
+MaxNewTokensOption = Annotated[int | None, typer.Option(help="Override the preset's generation length.")]
+StepsOption = Annotated[int | None, typer.Option(help="RL steps (overrides the preset).")]
+GenerationsOption = Annotated[int | None, typer.Option(help="Completions per prompt G (RL).")]
+LrOption = Annotated[float | None, typer.Option(help="RL learning rate.")]
+MuOption = Annotated[int | None, typer.Option(help="Policy updates per generation batch (mu).")]
+RewardOption = Annotated[str, typer.Option(help="Rank-GRPO reward: exp_inf or log_decay.")]
 
 
 def user_errors(command: F) -> F:
@@ -148,18 +159,18 @@ def run_command(
     model: Annotated[str, typer.Option(help="Backbone name (bench models), local path, hub id, openai:MODEL.")
                      ] = "tiny",
     dataset: DatasetOption = "redial", catalog: CatalogOption = None,
-    split: Annotated[str, typer.Option(help="Evaluation split.")] = "test",
+    split: SplitOption = "test",
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
-    preset: Annotated[str, typer.Option(help="smoke, default or paper.")] = "default",
-    backend: Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")] = "transformers",
-    protocol: Annotated[str, typer.Option(help="Main evaluation protocol: standard or reference.")] = "standard",
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N examples of the split.")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Override the preset's generation length.")] = None,
-    steps: Annotated[int | None, typer.Option(help="RL steps (overrides the preset).")] = None,
-    num_generations: Annotated[int | None, typer.Option(help="Completions per prompt G (RL).")] = None,
-    lr: Annotated[float | None, typer.Option(help="RL learning rate.")] = None,
-    mu: Annotated[int | None, typer.Option(help="Policy updates per generation batch (mu).")] = None,
-    reward: Annotated[str, typer.Option(help="Rank-GRPO reward: exp_inf or log_decay.")] = "exp_inf",
+    preset: PresetOption = "default",
+    backend: BackendOption = "transformers",
+    protocol: ProtocolOption = "standard",
+    limit: LimitOption = None,
+    max_new_tokens: MaxNewTokensOption = None,
+    steps: StepsOption = None,
+    num_generations: GenerationsOption = None,
+    lr: LrOption = None,
+    mu: MuOption = None,
+    reward: RewardOption = "exp_inf",
     length_shaping: Annotated[bool, typer.Option(help="Rank-GRPO length shaping (published trainer).")] = True,
     sft_data: Annotated[str | None, typer.Option(help="Dataset with SFT demonstrations (bench sft-data).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (also OPENAI_BASE_URL).")] = None,
@@ -274,17 +285,17 @@ def matrix_command(
     models: Annotated[str, typer.Option(help="Comma-separated backbones.")] = "tiny",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
     dataset: Annotated[str, typer.Option(help="Comma-separated datasets (names or paths).")] = "redial",
-    preset: Annotated[str, typer.Option(help="smoke, default or paper.")] = "default",
-    split: Annotated[str, typer.Option(help="Evaluation split.")] = "test",
-    backend: Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")] = "transformers",
-    protocol: Annotated[str, typer.Option(help="Main evaluation protocol: standard or reference.")] = "standard",
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N examples.")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Override the preset's generation length.")] = None,
-    steps: Annotated[int | None, typer.Option(help="RL steps (overrides the preset).")] = None,
-    num_generations: Annotated[int | None, typer.Option(help="Completions per prompt G (RL).")] = None,
-    lr: Annotated[float | None, typer.Option(help="RL learning rate.")] = None,
-    mu: Annotated[int | None, typer.Option(help="Policy updates per generation batch (mu).")] = None,
-    reward: Annotated[str, typer.Option(help="Rank-GRPO reward: exp_inf or log_decay.")] = "exp_inf",
+    preset: PresetOption = "default",
+    split: SplitOption = "test",
+    backend: BackendOption = "transformers",
+    protocol: ProtocolOption = "standard",
+    limit: LimitOption = None,
+    max_new_tokens: MaxNewTokensOption = None,
+    steps: StepsOption = None,
+    num_generations: GenerationsOption = None,
+    lr: LrOption = None,
+    mu: MuOption = None,
+    reward: RewardOption = "exp_inf",
     results_dir: Annotated[Path, typer.Option(help="Where runs/ and matrix.log live.")] = Path("results"),
     jobs: Annotated[int, typer.Option(help="Local launcher: runs at once (separate processes when > 1).")] = 1,
     launcher: Annotated[str, typer.Option(help="local or slurm (submitit, pip install 'bench[cluster]').")]
@@ -423,7 +434,7 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8000,
     dataset: DatasetOption = "redial",
-    backend: Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")] = "transformers",
+    backend: BackendOption = "transformers",
 ) -> None:
     """Serve a local backbone as an OpenAI-compatible endpoint (POST /v1/chat/completions) until Ctrl-C."""
     import threading

@@ -5,6 +5,7 @@ method for raw text per evaluation example; score under the spec's protocol (and
 comparison with the paper); write examples.jsonl, summary.json, then metrics.json last (marks completion).
 """
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,11 @@ def default_cache_dir() -> Path:
     return backbone_cache()
 
 
+def is_main_process() -> bool:
+    """Under `accelerate launch` every process executes the run; only rank 0 writes the run folder."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def check_backbone_available(spec: RunSpec) -> None:
     """Fail before any work when a real backbone's weights are absent (tiny ones are built on demand)."""
     from bench.backbones import backbone_path, resolve_backbone
@@ -53,11 +59,13 @@ def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir:
     info, predict = get_method(spec.algo)
     if info.needs_model:
         check_backbone_available(spec)
+    writer = is_main_process()
     folder.root.mkdir(parents=True, exist_ok=True)
-    if force and folder.metrics_path.exists():
+    if writer and force and folder.metrics_path.exists():
         folder.metrics_path.unlink()
-    atomic_write_json(folder.spec_path, spec.to_json())
-    atomic_write_json(folder.environment_path, describe_environment())
+    if writer:
+        atomic_write_json(folder.spec_path, spec.to_json())
+        atomic_write_json(folder.environment_path, describe_environment())
     dataset = load_dataset(spec.dataset, spec.catalog)
     context = RunContext(spec, dataset, folder, cache_dir or default_cache_dir(), results_dir, log, progress)
     examples = context.eval_examples()
@@ -76,6 +84,8 @@ def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir:
                   "groundtruth": [list(item) for item in example.groundtruth], "scores": scores.to_json()}
         record.update(output.per_example.get(example.id, {}))
         records.append(record)
+    if not writer:
+        return RunOutcome(spec.run_id, folder.root, main.metrics, skipped=False)
     atomic_write_jsonl(folder.examples_path, records)
     summary = {"run_id": spec.run_id, "algo": spec.algo, "model": spec.model, "dataset": spec.dataset,
                "seed": spec.seed, "preset": spec.preset, "predict_seconds": predict_seconds,
