@@ -26,6 +26,15 @@ def _config_kwargs(num_iterations: int) -> dict:
     }
 
 
+def _trainer(tiny: tuple[Path, PreTrainedTokenizerFast], output_dir: Path, max_steps: int,
+             num_iterations: int) -> RankGRPOTrainer:
+    model_dir, tokenizer = tiny
+    args = RankGRPOConfig(output_dir=str(output_dir), max_steps=max_steps, report_to="none", save_strategy="no",
+                          **_config_kwargs(num_iterations))
+    return RankGRPOTrainer(model=str(model_dir), rank_reward_fn=tiny_hits, args=args, train_dataset=tiny_dataset(),
+                           processing_class=tokenizer)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, PreTrainedTokenizerFast]:
     tokenizer = tiny_tokenizer()
@@ -34,17 +43,7 @@ def tiny(tmp_path_factory) -> tuple[Path, PreTrainedTokenizerFast]:
 
 @pytest.mark.parametrize("num_iterations", [1, 2])
 def test_rank_grpo_trains_parameters(tiny, tmp_path, num_iterations):
-    model_dir, tokenizer = tiny
-    args = RankGRPOConfig(
-        output_dir=str(tmp_path), max_steps=3, report_to="none", save_strategy="no", **_config_kwargs(num_iterations)
-    )
-    trainer = RankGRPOTrainer(
-        model=str(model_dir),
-        rank_reward_fn=tiny_hits,
-        args=args,
-        train_dataset=tiny_dataset(),
-        processing_class=tokenizer,
-    )
+    trainer = _trainer(tiny, tmp_path, max_steps=3, num_iterations=num_iterations)
     before = {name: param.detach().clone() for name, param in trainer.model.named_parameters()}
     trainer.train()
 
@@ -60,17 +59,7 @@ def test_rank_grpo_trains_parameters(tiny, tmp_path, num_iterations):
 
 def test_off_policy_batches_carry_old_logps_and_rank_ids(tiny, tmp_path):
     """mu = 2: TRL stores the sampling policy's log-probs, which the rank-level ratio then compares against."""
-    model_dir, tokenizer = tiny
-    args = RankGRPOConfig(
-        output_dir=str(tmp_path), max_steps=1, report_to="none", save_strategy="no", **_config_kwargs(2)
-    )
-    trainer = RankGRPOTrainer(
-        model=str(model_dir),
-        rank_reward_fn=tiny_hits,
-        args=args,
-        train_dataset=tiny_dataset(),
-        processing_class=tokenizer,
-    )
+    trainer = _trainer(tiny, tmp_path, max_steps=1, num_iterations=2)
     trainer.model.train()
     batch = trainer._generate_and_score_completions([row for row in tiny_dataset().select(range(2)) for _ in range(4)])
     assert batch["old_per_token_logps"].shape == batch["completion_ids"].shape
