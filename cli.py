@@ -72,7 +72,7 @@ def _format(value: object) -> str:
 @data_app.command("list")
 def data_list() -> None:
     """List the named datasets."""
-    from bench.datasets import NAMED_DATASETS
+    from bench.data.datasets import NAMED_DATASETS
 
     for name, description in NAMED_DATASETS.items():
         typer.echo(f"{name:<10} {description}")
@@ -84,8 +84,8 @@ def data_info(name_or_path: Annotated[str, typer.Argument(help="Dataset name or 
               catalog: CatalogOption = None,
               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Split sizes, catalog size and ground-truth-per-sample statistics."""
-    from bench.data_info import dataset_info
-    from bench.datasets import load_dataset
+    from bench.data.datasets import load_dataset
+    from bench.data.info import dataset_info
 
     info = dataset_info(load_dataset(name_or_path, catalog))
     if as_json:
@@ -107,10 +107,10 @@ def data_build(name: Annotated[str, typer.Argument(help="Dataset to build: redia
                size: Annotated[str, typer.Option(help="Synthetic size preset.")] = "default",
                seed: Annotated[int, typer.Option(help="Synthetic seed.")] = 0) -> None:
     """Build a dataset into contract files (redial: from the raw ReDial files; synthetic: from a seed)."""
-    from bench.datasets import SHIPPED_DIR
+    from bench.data.datasets import SHIPPED_DIR
 
     if name == "redial":
-        from bench.redial_builder import build_redial
+        from bench.data.redial_builder import build_redial
 
         if source is None:
             raise BenchError("--source DIR is required: the directory holding ReDial's test_data.jsonl and "
@@ -118,8 +118,9 @@ def data_build(name: Annotated[str, typer.Argument(help="Dataset to build: redia
         summary = build_redial(source, out or SHIPPED_DIR / "redial")
         typer.echo(json.dumps(summary, indent=2))
     elif name == "synthetic":
-        from bench.synthetic import SYNTHETIC_SIZES, write_synthetic
         from dataclasses import replace
+
+        from bench.data.synthetic import SYNTHETIC_SIZES, write_synthetic
 
         if size not in SYNTHETIC_SIZES:
             from bench.errors import UnknownNameError
@@ -140,9 +141,9 @@ def eval_command(predictions: Annotated[Path, typer.Option("--predictions", help
                  protocol: Annotated[str, typer.Option(help="standard or reference.")] = "standard",
                  as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False) -> None:
     """Score raw model outputs with the one evaluator."""
-    from bench.datasets import load_dataset
-    from bench.evaluator import evaluate
-    from bench.predictions import load_predictions
+    from bench.data.datasets import load_dataset
+    from bench.data.predictions import load_predictions
+    from bench.evaluation.evaluator import evaluate
 
     data = load_dataset(dataset, catalog)
     result = evaluate(data.split(split), load_predictions(predictions), data.catalog, protocol)
@@ -179,8 +180,8 @@ def run_command(
     force: Annotated[bool, typer.Option(help="Rerun even when the run is complete.")] = False,
 ) -> None:
     """Train (when the method needs it) and evaluate one method on one backbone; write results/runs/<run_id>/."""
-    from bench.runner import execute
-    from bench.specs import make_spec
+    from bench.runs.runner import execute
+    from bench.runs.specs import make_spec
 
     spec = make_spec(algo, model, preset,
                      {"eval_limit": limit, "max_new_tokens": max_new_tokens, "rl_steps": steps,
@@ -188,7 +189,7 @@ def run_command(
                      dataset=dataset, catalog=str(catalog) if catalog else None, split=split, seed=seed,
                      backend=backend, protocol=protocol, reward=reward, length_shaping=length_shaping,
                      sft_data=sft_data, base_url=base_url, random_init=random_init)
-    from bench.methods import get_method
+    from bench.runs.methods import get_method
 
     get_method(spec.algo)
     outcome = execute(spec, results_dir, force=force, log=lambda message: typer.echo(message, err=True))
@@ -201,7 +202,7 @@ def run_command(
 @app.command("models")
 def models_command() -> None:
     """List the registered backbones (any local path or hub id works too)."""
-    from bench.backbones import list_backbones
+    from bench.models.backbones import list_backbones
 
     for spec in list_backbones():
         source = spec.hf_id or "built locally from the dataset's text"
@@ -219,9 +220,10 @@ def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny"
                   random_init: Annotated[bool, typer.Option(help="Real architecture, random weights.")] = False,
                   dataset: DatasetOption = "redial") -> None:
     """Rollout throughput: tokens/s and examples/s for a backbone and backend."""
-    from bench.backbones import load_backbone
-    from bench.datasets import load_dataset
-    from bench.rollouts import SamplingSettings, measure_throughput
+    from bench.data.datasets import load_dataset
+    from bench.models.backbones import load_backbone
+    from bench.models.rollouts import measure_throughput
+    from bench.models.sampling import SamplingSettings
 
     corpus = load_dataset(dataset).corpus()
     backbone = load_backbone(model, corpus=corpus, random_init=random_init)
@@ -240,8 +242,8 @@ def bench_eval(dataset: DatasetOption = "redial", split: str = "test",
                seed: int = 0,
                out: Annotated[Path | None, typer.Option(help="Also write the predictions file here.")] = None) -> None:
     """Time the evaluator against a straightforward pairwise loop; print both and the ratio."""
-    from bench.datasets import load_dataset
-    from bench.eval_benchmark import run_eval_benchmark
+    from bench.data.datasets import load_dataset
+    from bench.evaluation.benchmark import run_eval_benchmark
 
     result = run_eval_benchmark(load_dataset(dataset), split, examples, pairwise_examples, seed, out)
     typer.echo(f"evaluator:     {result['fast_per_example_ms']:.4f} ms/example "
@@ -315,8 +317,8 @@ def matrix_command(
     Re-running the same command resumes a killed matrix. One run per process or Slurm job; a multi-GPU run goes
     through `accelerate launch -m cli run ...` on its own, and the matrix then skips it as complete.
     """
-    from bench.launchers import SlurmSettings, make_launcher
-    from bench.matrix import expand_grid, plan_waves, run_matrix
+    from bench.runs.launchers import SlurmSettings, make_launcher
+    from bench.runs.matrix import expand_grid, plan_waves, run_matrix
 
     specs = expand_grid(_comma_list(algos), _comma_list(models), [int(seed) for seed in _comma_list(seeds)],
                         _comma_list(dataset), preset,
@@ -349,7 +351,7 @@ def report_command(
     html: Annotated[bool, typer.Option("--html", help="Also write one self-contained report.html.")] = False,
 ) -> None:
     """Tables (Markdown, CSV, LaTeX), significance tests and figures rebuilt from the complete run folders."""
-    from bench.report import ReportOptions, build_report
+    from bench.report.build import ReportOptions, build_report
 
     target = out or results_dir / "report"
     result = build_report(results_dir, target, ReportOptions(baseline=baseline, metric=metric, target=target_ndcg,
@@ -371,8 +373,8 @@ def check_command(
     jobs: Annotated[int, typer.Option(help="Runs at once (separate processes when > 1).")] = 1,
 ) -> None:
     """Rerun the reference configuration and fail (exit 1) on any metric outside its reference band."""
-    from bench.check import run_check, update_reference
-    from bench.launchers import LocalLauncher
+    from bench.runs.check import run_check, update_reference
+    from bench.runs.launchers import LocalLauncher
 
     if update:
         command = f"bench check --update --reference {reference} --results-dir {results_dir}"
@@ -408,8 +410,8 @@ def sft_data_command(
     """Build SFT demonstrations with Remap-Reflect-Adjust (Rank-GRPO Stage 1): teacher -> catalog -> judge ->
     adjusted lists of 20 catalog items."""
     from baselines.sft_data import SftDataConfig, build_sft_data
-    from bench.backbones import default_cache_dir
-    from bench.datasets import load_dataset
+    from bench.data.datasets import load_dataset
+    from bench.models.backbones import default_cache_dir
 
     config = SftDataConfig(teacher=teacher, judge=judge, fuzzy_threshold=fuzzy_threshold,
                            popularity_strength=popularity_strength, limit=limit, base_url=base_url, seed=seed,
@@ -439,9 +441,9 @@ def serve_command(
     """Serve a local backbone as an OpenAI-compatible endpoint (POST /v1/chat/completions) until Ctrl-C."""
     import threading
 
-    from bench.backbones import default_cache_dir, load_backbone
-    from bench.datasets import load_dataset
-    from bench.openai_server import serve
+    from bench.data.datasets import load_dataset
+    from bench.models.backbones import default_cache_dir, load_backbone
+    from bench.models.openai_server import serve
 
     backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), cache_dir=default_cache_dir() / "backbones")
     try:

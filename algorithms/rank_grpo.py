@@ -7,7 +7,7 @@ G where grouped), N ranks (list length), T completion tokens.
 
 Token -> rank convention (`segment_ranks`), shared by every function here:
 - rank id k in [0, max_ranks): the token belongs to the (k+1)-th non-blank line of the text, the same entry as
-  `bench.parsing.parse_lines(text)[k]`;
+  `bench.evaluation.parsing.parse_lines(text)[k]`;
 - rank id max_ranks: overflow, a token of a line past the first max_ranks non-blank lines;
 - rank id -1: the token belongs to no item: padding, blank tokens before the first item, and (when EOS ids are given)
   the final EOS token, which the length shaping handles on its own.
@@ -111,7 +111,7 @@ def item_starts(
     A token "closes" a line when its text contains a line break (`newline_token_ids`); a token "has text" unless it is
     in `whitespace_token_ids` (tokens whose text is empty or whitespace only, pure-newline tokens included; None
     means only the newline tokens are textless). A line is non-blank iff one of its tokens has text, which is how
-    `bench.parsing.split_lines` drops lines whose `strip()` is empty. A token whose text holds a line break and other
+    `bench.evaluation.parsing.split_lines` drops lines whose `strip()` is empty. A token whose text holds a line break and other
     text (e.g. ").\\n") has text and closes its line: its text counts for the line it closes. Approximation: text
     after the break inside such a token (e.g. "\\nThe") is also counted for the closed line; tokenizers rarely merge
     a newline with the following word.
@@ -150,7 +150,7 @@ def segment_ranks(
     """Rank id of every completion token (paper Sec. 4.2: tokens y^(k) of the k-th item).
 
     A token belongs to the item whose line it is in; a newline belongs to the item it closes. Only non-blank lines
-    are items (see `item_starts`), so the k-th item here is `bench.parsing.parse_lines(text)[k]`, parsable or not.
+    are items (see `item_starts`), so the k-th item here is `bench.evaluation.parsing.parse_lines(text)[k]`, parsable or not.
     Blank tokens (whitespace, blank lines) after an item belong to that item, up to the first text token of the next
     one; blank tokens before the first item belong to no item (-1). Items past `max_ranks` share the overflow id
     `max_ranks`. Padding gets -1, and so does the EOS token when `eos_token_id` is given (see `eos_mask`).
@@ -181,21 +181,21 @@ def _decoded_vocabulary(tokenizer) -> list[str]:
 
 
 def _has_line_break(text: str) -> bool:
-    """Whether `text` contains a line break as `str.splitlines` (hence `bench.parsing`) sees one."""
+    """Whether `text` contains a line break as `str.splitlines` (hence `bench.evaluation.parsing`) sees one."""
     return len(f"x{text}x".splitlines()) > 1
 
 
 def newline_token_ids(tokenizer) -> list[int]:
     """Ids of the tokens whose decoded text contains a line break ("\\n", "\\n\\n", "\\r\\n", ").\\n", ...).
 
-    Any `str.splitlines` boundary counts, so that lines here are the lines of `bench.parsing.split_lines`.
+    Any `str.splitlines` boundary counts, so that lines here are the lines of `bench.evaluation.parsing.split_lines`.
     """
     return [token_id for token_id, text in enumerate(_decoded_vocabulary(tokenizer)) if _has_line_break(text)]
 
 
 def whitespace_token_ids(tokenizer) -> list[int]:
     """Ids of the tokens without visible text: decoded text empty (special tokens) or whitespace only (newlines
-    included), i.e. `text.strip() == ""`, the test `bench.parsing.split_lines` applies to lines."""
+    included), i.e. `text.strip() == ""`, the test `bench.evaluation.parsing.split_lines` applies to lines."""
     return [token_id for token_id, text in enumerate(_decoded_vocabulary(tokenizer)) if not text.strip()]
 
 

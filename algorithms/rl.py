@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.data.records import Example
 from bench.errors import BenchError
-from bench.evaluator import rank_hits
-from bench.metrics import N_RANKS, dcg_at_k, ideal_dcg
-from bench.records import Example
-from bench.run_context import MethodOutput, RunContext
+from bench.evaluation.evaluator import rank_hits
+from bench.evaluation.metrics import N_RANKS, dcg_at_k, ideal_dcg
+from bench.runs.context import MethodOutput, RunContext
 
 if TYPE_CHECKING:
     from algorithms.rank_grpo_trainer import StepTimes
@@ -68,7 +68,7 @@ def train_prompts(examples: Sequence[Example], tokenizer: Any, max_prompt_tokens
     `ListRewards` reads)."""
     from datasets import Dataset as HFDataset
 
-    from bench.prompt_trim import trim_prompt
+    from bench.models.prompt_trim import trim_prompt
 
     rows = [{"prompt": list(trim_prompt(tokenizer, example.prompt, max_prompt_tokens)), "example_id": example.id}
             for example in examples]
@@ -103,7 +103,7 @@ def _config(ctx: RunContext, output_dir: Path) -> Any:
         lr_scheduler_type="constant", warmup_steps=0, log_completions=False, **rl_model_init_kwargs(),
         **device_arguments())
     if ctx.spec.backend == "vllm":
-        from bench.vllm_backend import grpo_vllm_kwargs
+        from bench.models.vllm_backend import grpo_vllm_kwargs
 
         common.update(grpo_vllm_kwargs())
     if ctx.spec.algo == "rank_grpo":
@@ -119,8 +119,14 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     from trl import GRPOTrainer
 
     from algorithms.rank_grpo_trainer import RankGRPOTrainer
-    from algorithms.training import (CurveLogger, curve_callback, last_checkpoint, model_is_saved,
-                                     save_final_model, validation_subset)
+    from algorithms.training import (
+        CurveLogger,
+        curve_callback,
+        last_checkpoint,
+        model_is_saved,
+        save_final_model,
+        validation_subset,
+    )
 
     model_dir = ctx.folder.root / MODEL_DIR
     if model_is_saved(model_dir):
@@ -166,9 +172,9 @@ def rank_grpo_step_time(model: str = "tiny", dataset_name: str = "redial", prese
     """
     from algorithms.rank_grpo_trainer import step_time_benchmark
     from algorithms.training import device_arguments, rl_model_init_kwargs
-    from bench.backbones import default_cache_dir, load_backbone
-    from bench.datasets import load_dataset
-    from bench.presets import get_preset
+    from bench.data.datasets import load_dataset
+    from bench.models.backbones import default_cache_dir, load_backbone
+    from bench.runs.presets import get_preset
 
     settings = get_preset(preset)
     dataset = load_dataset(dataset_name)

@@ -14,12 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.datasets import load_dataset
-from bench.parsing import format_item
-from bench.prompts import N_RECOMMENDATIONS
-from bench.records import Example
-from bench.run_context import MethodOutput, RunContext
-from bench.runs import RunFolder, runs_dir
+from bench.data.datasets import load_dataset
+from bench.data.prompts import N_RECOMMENDATIONS
+from bench.data.records import Example
+from bench.evaluation.parsing import format_item
+from bench.runs.context import MethodOutput, RunContext
+from bench.runs.folders import RunFolder, runs_dir
 
 MODEL_DIR = "model"
 
@@ -51,7 +51,7 @@ def demonstrations(ctx: RunContext) -> tuple[list[tuple[Example, str]], str]:
 def _sft_dataset(ctx: RunContext, tokenizer: Any, pairs: list[tuple[Example, str]]) -> Any:
     from datasets import Dataset as HFDataset
 
-    from bench.prompt_trim import trim_prompt
+    from bench.models.prompt_trim import trim_prompt
 
     limit = ctx.spec.settings.max_prompt_tokens
     rows = [{"prompt": list(trim_prompt(tokenizer, example.prompt, limit)),
@@ -63,8 +63,15 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     """Train (or resume, or reuse) the SFT model of this run; returns its directory and facts for the summary."""
     from trl import SFTConfig, SFTTrainer
 
-    from algorithms.training import (CurveLogger, curve_callback, device_arguments, last_checkpoint,
-                                     model_is_saved, save_final_model, validation_subset)
+    from algorithms.training import (
+        CurveLogger,
+        curve_callback,
+        device_arguments,
+        last_checkpoint,
+        model_is_saved,
+        save_final_model,
+        validation_subset,
+    )
 
     model_dir = ctx.folder.root / MODEL_DIR
     pairs, source = demonstrations(ctx)
@@ -103,8 +110,8 @@ def predict(ctx: RunContext) -> MethodOutput:
 
 def ensure_sft_model(ctx: RunContext) -> Path:
     """The SFT warm start of an RL run (same backbone, dataset, seed and preset): runs `sft` first if missing."""
-    from bench.runner import execute
-    from bench.specs import canonical
+    from bench.runs.runner import execute
+    from bench.runs.specs import canonical
 
     sft_spec = canonical(replace(ctx.spec, algo="sft"))
     folder = RunFolder(runs_dir(ctx.results_dir) / sft_spec.run_id)

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.evaluator import evaluate
-from bench.records import Example
-from bench.run_context import RunContext
-from bench.runs import append_jsonl
+from bench.data.records import Example
+from bench.evaluation.evaluator import evaluate
+from bench.runs.context import RunContext
+from bench.runs.folders import append_jsonl
 
 TRAIN_LOG_KEYS = ("loss", "reward", "reward_std", "kl", "entropy", "clip_ratio/region_mean",
                   "clip_ratio/low_mean", "clip_ratio/high_mean", "completions/mean_length",
@@ -81,9 +81,10 @@ class CurveLogger:
         skipped when this step is already logged."""
         if step in self.done_steps:
             return None
-        from bench.backbones import Backbone, resolve_backbone
-        from bench.prompt_trim import trim_prompt
-        from bench.rollouts import SamplingSettings, TransformersEngine
+        from bench.models.backbones import Backbone, resolve_backbone
+        from bench.models.prompt_trim import trim_prompt
+        from bench.models.rollouts import TransformersEngine
+        from bench.models.sampling import SamplingSettings
 
         settings = self.ctx.spec.settings
         was_training = model.training

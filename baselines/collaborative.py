@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from bench.catalog import Catalog, normalize_title
-from bench.datasets import Dataset
-from bench.evaluator import YEAR_TOLERANCE
-from bench.parsing import format_item
-from bench.prompts import N_RECOMMENDATIONS
-from bench.records import ContextItem, Example, Item
+from bench.data.catalog import Catalog, normalize_title
+from bench.data.dataset import Dataset
+from bench.data.prompts import N_RECOMMENDATIONS
+from bench.data.records import ContextItem, Example, Item
+from bench.evaluation.evaluator import YEAR_TOLERANCE
+from bench.evaluation.parsing import format_item
 
 
 @dataclass(frozen=True)

@@ -33,14 +33,20 @@ from baselines.collaborative import top_unseen
 from baselines.ease import EASERecommender
 from baselines.endpoint import USAGE_FILE
 from baselines.llm_client import ChatClient, client_for_run
-from baselines.reflect_adjust import (conversation_text, listing_prompt, match_items, ordered_by_rating,
-                                      parse_ratings, rating_prompt)
+from baselines.reflect_adjust import (
+    conversation_text,
+    listing_prompt,
+    match_items,
+    ordered_by_rating,
+    parse_ratings,
+    rating_prompt,
+)
 from baselines.remap import DEFAULT_FUZZY_THRESHOLD, Remapper
-from bench.datasets import Dataset
-from bench.parsing import format_item, parse_line, parse_recommendations, split_lines
-from bench.records import ContextItem, Example, Item
-from bench.run_context import MethodOutput, RunContext
-from bench.runs import atomic_write_json
+from bench.data.dataset import Dataset
+from bench.data.records import ContextItem, Example, Item
+from bench.evaluation.parsing import format_item, parse_line, parse_recommendations, split_lines
+from bench.runs.context import MethodOutput, RunContext
+from bench.runs.folders import atomic_write_json
 
 K_RETRIEVED = 30
 N_FALLBACK_KEPT = 10

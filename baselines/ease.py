@@ -21,14 +21,21 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
-from baselines.collaborative import (ItemResolver, as_predictions, context_query, dialogue_rows,
-                                     popularity_ranking, query_items, top_unseen)
-from bench.datasets import Dataset
+from baselines.collaborative import (
+    ItemResolver,
+    as_predictions,
+    context_query,
+    dialogue_rows,
+    popularity_ranking,
+    query_items,
+    top_unseen,
+)
+from bench.data.dataset import Dataset
+from bench.data.prompts import N_RECOMMENDATIONS
+from bench.data.records import ContextItem, Example, Item
 from bench.errors import DataError
-from bench.evaluator import evaluate
-from bench.prompts import N_RECOMMENDATIONS
-from bench.records import ContextItem, Example, Item
-from bench.run_context import MethodOutput, RunContext
+from bench.evaluation.evaluator import evaluate
+from bench.runs.context import MethodOutput, RunContext
 
 DEFAULT_LAMBDAS: tuple[float, ...] = (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 NO_VALIDATION_LAMBDA = 500.0

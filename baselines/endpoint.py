@@ -33,11 +33,11 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.data.records import Example
 from bench.errors import BenchError
-from bench.records import Example
-from bench.rollout_cache import RolloutCache
-from bench.run_context import MethodOutput, RunContext
-from bench.runs import atomic_write_json
+from bench.models.rollout_cache import RolloutCache
+from bench.runs.context import MethodOutput, RunContext
+from bench.runs.folders import atomic_write_json
 
 ENDPOINT_PREFIX = "openai:"
 OFFICIAL_BASE_URL = "https://api.openai.com/v1"

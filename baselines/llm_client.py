@@ -4,8 +4,8 @@ Why: CRAG (extract, reflect, recommend, rerank) and the Remap-Reflect-Adjust tea
 several different prompts per example. `ChatClient.chat(prompts, max_tokens)` answers a batch of chat prompts
 greedily (temperature 0), one text per prompt, whatever the model is:
 
-- `LocalChat`: a loaded backbone through the shared rollout engine (`bench.rollouts.make_engine`) behind the
-  rollout cache, prompts trimmed to the token budget with `bench.prompt_trim`, exactly as `RunContext.generate`
+- `LocalChat`: a loaded backbone through the shared rollout engine (`bench.models.rollouts.make_engine`) behind the
+  rollout cache, prompts trimmed to the token budget with `bench.models.prompt_trim`, exactly as `RunContext.generate`
   does for single-step methods (with a per-call `max_tokens`);
 - `EndpointChat`: an `openai:<model>` endpoint through `baselines.endpoint` (its retries, fail-fast errors and
   answer cache under `<cache_dir>/endpoint`), with usage summed over calls.
@@ -18,10 +18,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from baselines.endpoint import (ENDPOINT_PREFIX, Endpoint, EndpointClient, EndpointSettings, RequestSettings, Usage,
-                                answer_prompts, price_per_1m, resolve_endpoint)
-from bench.rollout_cache import RolloutCache
-from bench.run_context import RunContext
+from baselines.endpoint import (
+    ENDPOINT_PREFIX,
+    Endpoint,
+    EndpointClient,
+    EndpointSettings,
+    RequestSettings,
+    Usage,
+    answer_prompts,
+    price_per_1m,
+    resolve_endpoint,
+)
+from bench.models.rollout_cache import RolloutCache
+from bench.runs.context import RunContext
 
 Chat = Sequence[Mapping[str, str]]
 
@@ -71,8 +80,9 @@ class LocalChat:
         return str(self.backbone.spec.name)
 
     def chat(self, prompts: Sequence[Chat], max_tokens: int) -> list[str]:
-        from bench.prompt_trim import trim_prompt
-        from bench.rollouts import SamplingSettings, make_engine
+        from bench.models.prompt_trim import trim_prompt
+        from bench.models.rollouts import make_engine
+        from bench.models.sampling import SamplingSettings
 
         distinct, positions = _distinct(prompts)
         trimmed = [trim_prompt(self.backbone.tokenizer, prompt, self.max_prompt_tokens) for prompt in distinct]
@@ -122,7 +132,7 @@ def make_client(model: str, *, cache_dir: Path, corpus: Sequence[str] = (), base
     name or path loaded as runs load it (tiny ones built from `corpus` under `cache_dir/backbones`, seed 0)."""
     if model.startswith(ENDPOINT_PREFIX):
         return EndpointChat(resolve_endpoint(model, base_url), cache_dir / "endpoint", seed)
-    from bench.backbones import load_backbone
+    from bench.models.backbones import load_backbone
 
     backbone = load_backbone(model, corpus=corpus, cache_dir=cache_dir / "backbones", seed=0)
     return LocalChat(backbone, cache_dir / "rollouts", max_prompt_tokens, seed, backend, batch_size, progress)

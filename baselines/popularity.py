@@ -8,10 +8,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from baselines.collaborative import ItemResolver, as_predictions, popularity_ranking, top_unseen
-from bench.datasets import Dataset
-from bench.prompts import N_RECOMMENDATIONS
-from bench.records import Example, Item
-from bench.run_context import MethodOutput, RunContext
+from bench.data.dataset import Dataset
+from bench.data.prompts import N_RECOMMENDATIONS
+from bench.data.records import Example, Item
+from bench.runs.context import MethodOutput, RunContext
 
 
 @dataclass(frozen=True)

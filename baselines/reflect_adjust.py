@@ -27,10 +27,10 @@ from itertools import chain
 
 from baselines.collaborative import top_unseen
 from baselines.remap import DEFAULT_FUZZY_THRESHOLD, Remapper
-from bench.catalog import Catalog, normalize_title
-from bench.parsing import format_item, parse_line, split_lines
-from bench.prompts import N_RECOMMENDATIONS
-from bench.records import Item
+from bench.data.catalog import Catalog, normalize_title
+from bench.data.prompts import N_RECOMMENDATIONS
+from bench.data.records import Item
+from bench.evaluation.parsing import format_item, parse_line, split_lines
 
 MAX_RATING = 10.0
 NEUTRAL_RATING = 5.0

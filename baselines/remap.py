@@ -21,9 +21,9 @@ from typing import Literal
 
 from rapidfuzz import fuzz, process
 
-from bench.catalog import Catalog, normalize_title
-from bench.evaluator import YEAR_TOLERANCE
-from bench.records import Item
+from bench.data.catalog import Catalog, normalize_title
+from bench.data.records import Item
+from bench.evaluation.evaluator import YEAR_TOLERANCE
 
 Stage = Literal["exact", "normalised", "fuzzy", "miss"]
 STAGES: tuple[Stage, ...] = ("exact", "normalised", "fuzzy", "miss")

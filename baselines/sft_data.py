@@ -39,17 +39,26 @@ from baselines.collaborative import query_items
 from baselines.ease import EASERecommender
 from baselines.llm_client import ChatClient, make_client
 from baselines.popularity import PopularityRecommender
-from baselines.reflect_adjust import (DEFAULT_POPULARITY_STRENGTH, MAX_RATING, Adjusted, PopularityBias, adjust,
-                                      conversation_text, parse_ratings, rating_prompt)
+from baselines.reflect_adjust import (
+    DEFAULT_POPULARITY_STRENGTH,
+    MAX_RATING,
+    Adjusted,
+    PopularityBias,
+    adjust,
+    conversation_text,
+    parse_ratings,
+    rating_prompt,
+)
 from baselines.remap import DEFAULT_FUZZY_THRESHOLD, STAGES, Remapper
-from bench.catalog import normalize_title, write_catalog_csv
-from bench.datasets import SPLITS, Dataset, load_dataset
+from bench.data.catalog import normalize_title, write_catalog_csv
+from bench.data.dataset import SPLITS, Dataset
+from bench.data.datasets import load_dataset
+from bench.data.prompts import N_RECOMMENDATIONS
+from bench.data.records import ContextItem, Example, Item
 from bench.errors import BenchError
-from bench.evaluator import evaluate
-from bench.parsing import format_item, parse_line, parse_lines
-from bench.prompts import N_RECOMMENDATIONS
-from bench.records import ContextItem, Example, Item
-from bench.runs import atomic_write_json, atomic_write_jsonl
+from bench.evaluation.evaluator import evaluate
+from bench.evaluation.parsing import format_item, parse_line, parse_lines
+from bench.runs.folders import atomic_write_json, atomic_write_jsonl
 
 OFFLINE = "ease"
 DEFAULT_SOURCE = "remap-reflect-adjust:ease"

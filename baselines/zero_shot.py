@@ -4,7 +4,7 @@ Local backbones (tiny, registered hub models, local paths) generate through `Run
 `openai:<model>` are answered by an OpenAI-compatible endpoint (`baselines.endpoint`).
 """
 
-from bench.run_context import MethodOutput, RunContext
+from bench.runs.context import MethodOutput, RunContext
 
 ENDPOINT_PREFIX = "openai:"
 

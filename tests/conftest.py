@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.catalog import Catalog, catalog_from_entries
-from bench.records import Example
+from bench.data.catalog import Catalog, catalog_from_entries
+from bench.data.records import Example
 
 
 @pytest.fixture

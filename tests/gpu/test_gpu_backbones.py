@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.backbones import Backbone, load_backbone
-from bench.rollout_cache import RolloutCache
-from bench.rollouts import SamplingSettings, make_engine, measure_throughput
+from bench.models.backbones import Backbone, load_backbone
+from bench.models.rollout_cache import RolloutCache
+from bench.models.rollouts import make_engine, measure_throughput
+from bench.models.sampling import SamplingSettings
 
 torch = pytest.importorskip("torch")
 

@@ -8,7 +8,7 @@ from datasets import Dataset
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from bench.parsing import split_lines
+from bench.evaluation.parsing import split_lines
 
 TITLES = ["Alien", "Heat", "Jaws", "Rocky", "Fargo", "Brazil", "Clue", "Up", "Psycho", "Tron"]
 VOCAB = ["<pad>", "<eos>", "\n", "liked:", "recommend:", *TITLES]

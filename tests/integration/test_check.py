@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bench.check import Observation, band, compare, load_config
+from bench.runs.check import Observation, band, compare, load_config
 from cli import app
 
 runner = CliRunner()

@@ -17,14 +17,14 @@ from typer.testing import CliRunner
 
 from baselines.crag import parse_mentions
 from baselines.remap import Remapper
-from bench.backbones import load_backbone
-from bench.catalog import catalog_from_entries
-from bench.datasets import load_dataset
-from bench.openai_server import ServerHandle, serve
-from bench.records import ContextItem
-from bench.runner import execute
-from bench.runs import read_json, read_jsonl
-from bench.synthetic import SYNTHETIC_SIZES, write_synthetic
+from bench.data.catalog import catalog_from_entries
+from bench.data.datasets import load_dataset
+from bench.data.records import ContextItem
+from bench.data.synthetic import SYNTHETIC_SIZES, write_synthetic
+from bench.models.backbones import load_backbone
+from bench.models.openai_server import ServerHandle, serve
+from bench.runs.folders import read_json, read_jsonl
+from bench.runs.runner import execute
 from cli import app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +86,7 @@ def test_crag_on_tiny_writes_every_step_per_example(tmp_path: Path, bench_cache:
 
 def test_crag_through_an_openai_compatible_endpoint_extracts_mentions_and_caches(
         tmp_path: Path, server: ServerHandle, no_context_dataset: Path) -> None:
-    from bench.specs import make_spec
+    from bench.runs.specs import make_spec
 
     spec = make_spec("crag", "openai:tiny", "smoke", {"eval_limit": 3, "max_new_tokens": 16},
                      dataset=str(no_context_dataset), base_url=server.url)

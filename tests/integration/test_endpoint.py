@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from baselines.endpoint import USAGE_FILE, EndpointSettings, endpoint_predictions
-from bench.backbones import Backbone, load_backbone
-from bench.datasets import Dataset, load_dataset
+from bench.data.dataset import Dataset
+from bench.data.datasets import load_dataset
 from bench.errors import BenchError
-from bench.openai_server import ServerHandle, serve
-from bench.run_context import RunContext
-from bench.runner import execute
-from bench.runs import RunFolder, read_json, read_jsonl
-from bench.specs import make_spec
+from bench.models.backbones import Backbone, load_backbone
+from bench.models.openai_server import ServerHandle, serve
+from bench.runs.context import RunContext
+from bench.runs.folders import RunFolder, read_json, read_jsonl
+from bench.runs.runner import execute
+from bench.runs.specs import make_spec
 
 FAST = EndpointSettings(base_delay_s=0.01, max_delay_s=0.05, timeout_s=30.0, connect_timeout_s=2.0)
 SMALL = {"max_new_tokens": 8, "eval_limit": 6}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from bench.metrics import KS
-from bench.runs import atomic_write_json, atomic_write_jsonl
-from bench.specs import make_spec
+from bench.evaluation.metrics import KS
+from bench.runs.folders import atomic_write_json, atomic_write_jsonl
+from bench.runs.specs import make_spec
 from cli import app
 
 runner = CliRunner()

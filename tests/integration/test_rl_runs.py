@@ -25,12 +25,12 @@ from typer.testing import CliRunner
 
 import algorithms.rl
 import algorithms.training
-from bench.datasets import load_dataset
+from bench.data.datasets import load_dataset
 from bench.errors import BenchError
-from bench.parsing import split_lines
-from bench.run_context import RunContext
-from bench.runs import RunFolder
-from bench.specs import make_spec
+from bench.evaluation.parsing import split_lines
+from bench.runs.context import RunContext
+from bench.runs.folders import RunFolder
+from bench.runs.specs import make_spec
 from cli import app
 
 RL_ARGS = ["--model", "tiny", "--preset", "smoke", "--limit", "4", "--max-new-tokens", "24", "--steps", "4"]
@@ -43,7 +43,7 @@ class Interrupted(Exception):
 
 
 def parity_hits(text: str, example: Any, catalog: Any, n_items: int) -> list[float]:
-    """Stand-in for `bench.evaluator.rank_hits`: the k-th non-blank line hits when its stripped text has an even
+    """Stand-in for `bench.evaluation.evaluator.rank_hits`: the k-th non-blank line hits when its stripped text has an even
     number of characters."""
     row = [float(len(line.strip()) % 2 == 0) for line in split_lines(text)[:n_items]]
     return row + [0.0] * (n_items - len(row))

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.backbones import Backbone, load_backbone
 from bench.errors import BenchError
-from bench.rollout_cache import RolloutCache, entry_key
-from bench.rollouts import (
+from bench.models.backbones import Backbone, load_backbone
+from bench.models.rollout_cache import RolloutCache, entry_key
+from bench.models.rollouts import (
     SamplingSettings,
     TransformersEngine,
     make_engine,
@@ -136,7 +136,7 @@ def test_measure_throughput_reports_rates(backbone: Backbone) -> None:
 def test_vllm_settings_for_trl_are_real_grpo_config_fields() -> None:
     from trl import GRPOConfig
 
-    from bench.vllm_backend import grpo_vllm_kwargs
+    from bench.models.vllm_backend import grpo_vllm_kwargs
 
     names = {field.name for field in dataclasses.fields(GRPOConfig)}
     assert set(grpo_vllm_kwargs(max_model_length=4096)) <= names

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.backbones import backbone_path, load_backbone
-from bench.tiny_backbone import EOT_TOKEN, PAD_TOKEN, build_tokenizer, ensure_tiny, tiny_dir
+from bench.models.backbones import backbone_path, load_backbone
+from bench.models.tiny import EOT_TOKEN, PAD_TOKEN, build_tokenizer, ensure_tiny, tiny_dir
 
 CORPUS = [
     f"I loved Movie {i} ({1950 + i % 70}) and The Film Number {i * 7 % 100} ({1980 + i % 40}).\n"
@@ -37,7 +37,7 @@ def tokenizer(tiny_dir_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_reloaded_tokenizer_matches_the_trained_one(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    from bench.backbones import resolve_backbone
+    from bench.models.backbones import resolve_backbone
 
     config = resolve_backbone("tiny").tiny
     assert config is not None
@@ -110,7 +110,7 @@ def test_tiny_m_has_a_few_million_parameters(tmp_path: Path) -> None:
 
 
 def test_empty_corpus_still_builds(tmp_path: Path) -> None:
-    from bench.backbones import resolve_backbone
+    from bench.models.backbones import resolve_backbone
 
     config = resolve_backbone("tiny").tiny
     assert config is not None

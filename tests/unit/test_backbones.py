@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.backbones import (
+from bench.errors import BenchError, UnknownNameError
+from bench.models.backbones import (
     backbone_path,
     fingerprint_dir,
     list_backbones,
     load_backbone,
     resolve_backbone,
 )
-from bench.errors import BenchError, UnknownNameError
 
 REAL = {
     "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B-Instruct",
@@ -157,7 +157,7 @@ def test_fingerprint_follows_content(tmp_path: Path) -> None:
 
 def test_importing_the_modules_is_cheap() -> None:
     code = (
-        "import sys, bench.backbones, bench.rollouts, bench.rollout_cache, bench.vllm_backend, bench.tiny_backbone;"
+        "import sys, bench.models.backbones, bench.models.rollouts, bench.models.rollout_cache, bench.models.vllm_backend, bench.models.tiny;"
         "heavy = [m for m in ('torch', 'transformers', 'tokenizers', 'vllm') if m in sys.modules];"
         "print(heavy)"
     )

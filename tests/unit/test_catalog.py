@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.catalog import load_catalog, normalize_title
+from bench.data.catalog import load_catalog, normalize_title
 from bench.errors import DataError
 
 

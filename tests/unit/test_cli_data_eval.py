@@ -5,8 +5,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from bench.data.datasets import load_dataset
 from cli import app
-from bench.datasets import load_dataset
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.datasets import load_dataset
+from bench.data.datasets import load_dataset
 from bench.errors import DataError, UnknownNameError
 
 RECORD = {"id": "a", "prompt": [{"role": "user", "content": "hi"}],

@@ -18,7 +18,7 @@ from baselines.endpoint import (
     resolve_endpoint,
 )
 from bench.errors import BenchError
-from bench.rollout_cache import RolloutCache
+from bench.models.rollout_cache import RolloutCache
 
 PROMPT = ({"role": "user", "content": "I liked Alien (1979)."},)
 LOCAL = Endpoint("http://127.0.0.1:8000/v1", "tiny", "EMPTY")

@@ -4,11 +4,11 @@ import random
 
 import pytest
 
-from bench.catalog import Catalog
-from bench.eval_benchmark import pairwise_evaluate
-from bench.evaluator import evaluate, match_hits, rank_hits, score_text
+from bench.data.catalog import Catalog
+from bench.data.records import Example
 from bench.errors import DataError, UnknownNameError
-from bench.records import Example
+from bench.evaluation.benchmark import pairwise_evaluate
+from bench.evaluation.evaluator import evaluate, match_hits, rank_hits, score_text
 
 # 1 seen; 2 case differs, year off by 2; 3 miss; 4 out of catalog; 5 year off by 3; 6 exact (GT Heat already
 # matched under standard); 7 duplicate; 8 chatter.

@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.errors import BenchError, UnknownNameError
-from bench.launchers import JobFunction, JobResult, LocalLauncher, SlurmSettings, make_launcher
-from bench.matrix import ERROR_FILE, MATRIX_LOG, expand_grid, plan_waves, run_matrix, sft_dependency
-from bench.specs import RunSpec, make_spec
+from bench.runs.launchers import JobFunction, JobResult, LocalLauncher, SlurmSettings, make_launcher
+from bench.runs.matrix import ERROR_FILE, MATRIX_LOG, expand_grid, plan_waves, run_matrix, sft_dependency
+from bench.runs.specs import RunSpec, make_spec
 from cli import app
 
 runner = CliRunner()

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench.metrics import cutoff_metrics, dcg_at_k, ideal_dcg, ndcg_at_k, recall_at_k
+from bench.evaluation.metrics import cutoff_metrics, dcg_at_k, ideal_dcg, ndcg_at_k, recall_at_k
 
 
 def test_recall_counts_hits_in_top_k_over_ground_truth() -> None:

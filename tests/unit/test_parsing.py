@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.parsing import format_item, parse_line, parse_lines, parse_recommendations
+from bench.evaluation.parsing import format_item, parse_line, parse_lines, parse_recommendations
 
 
 @pytest.mark.parametrize(("line", "expected"), [

@@ -7,13 +7,13 @@ import pytest
 from baselines.collaborative import ItemResolver, as_predictions, dialogue_rows
 from baselines.ease import DEFAULT_LAMBDAS, NO_VALIDATION_LAMBDA, EASERecommender, ease_weights, interaction_matrix
 from baselines.popularity import PopularityRecommender
-from bench.catalog import catalog_from_entries, normalize_title
-from bench.datasets import Dataset
+from bench.data.catalog import catalog_from_entries, normalize_title
+from bench.data.dataset import Dataset
+from bench.data.prompts import recommendation_prompt
+from bench.data.records import ContextItem, Example
+from bench.data.synthetic import synthetic_dataset
 from bench.errors import DataError
-from bench.evaluator import evaluate
-from bench.prompts import recommendation_prompt
-from bench.records import ContextItem, Example
-from bench.synthetic import synthetic_dataset
+from bench.evaluation.evaluator import evaluate
 
 A, B, C, D = ("Alpha", 1990), ("Beta", 1991), ("Gamma", 1992), ("Delta", 1993)
 FILLERS = [(f"Filler {i:02d}", 2000) for i in range(1, 21)]

@@ -23,7 +23,7 @@ from algorithms.rank_grpo import (
     segment_ranks,
     whitespace_token_ids,
 )
-from bench.parsing import split_lines
+from bench.evaluation.parsing import split_lines
 
 # A fake vocabulary: id -> decoded text ("" for the special tokens <pad> and <eos>, as with skip_special_tokens).
 VOCAB = ["", "", "\n", "\n\n", " ", "A", "B", ").\n", "C", "D", " \n"]
@@ -153,7 +153,7 @@ def _item_texts(ids: list[int], rank_ids: list[int]) -> list[str]:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(range(len(VOCAB))), max_size=30))
 def test_segmentation_matches_parse_lines(tokens: list[int]):
-    """The k-th rank of the tokens is the k-th non-blank line of the decoded text (bench.parsing.split_lines)."""
+    """The k-th rank of the tokens is the k-th non-blank line of the decoded text (bench.evaluation.parsing.split_lines)."""
     ids, mask = _batch(tokens + [EOS])
     rank_ids = _segment(ids, mask, max_ranks=1000)[0]
     text = "".join(VOCAB[token] for token in tokens)

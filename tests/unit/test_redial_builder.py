@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.datasets import load_dataset
+from bench.data.datasets import load_dataset
+from bench.data.redial_builder import build_redial, clean_movie_name
 from bench.errors import DataError
-from bench.redial_builder import build_redial, clean_movie_name
 
 
 def _dialogue(cid: int) -> dict:

@@ -3,7 +3,7 @@
 import pytest
 
 from baselines.remap import Remapper
-from bench.catalog import Catalog, catalog_from_entries
+from bench.data.catalog import Catalog, catalog_from_entries
 
 
 @pytest.fixture

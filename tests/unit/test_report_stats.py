@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.report_stats import bootstrap_interval, holm, paired_permutation_test
+from bench.report.stats import bootstrap_interval, holm, paired_permutation_test
 
 
 def test_holm_on_four_p_values_worked_by_hand() -> None:

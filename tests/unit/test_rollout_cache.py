@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError, UnknownNameError
-from bench.rollout_cache import RolloutCache, entry_key
-from bench.rollouts import CachedEngine, Chat, SamplingSettings, make_engine
+from bench.models.rollout_cache import RolloutCache, entry_key
+from bench.models.rollouts import CachedEngine, make_engine
+from bench.models.sampling import Chat, SamplingSettings
 
 SETTINGS = SamplingSettings(max_new_tokens=20, temperature=1.0, num_return_sequences=2)
 PROMPT = ({"role": "system", "content": "Recommend."}, {"role": "user", "content": "I liked Amélie (2001)\nMore?"})

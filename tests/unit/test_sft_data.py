@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from baselines.reflect_adjust import NEUTRAL_RATING, PopularityBias, adjust, ordered_by_rating, parse_ratings
 from baselines.sft_data import default_demonstrations
-from bench.catalog import normalize_title
-from bench.datasets import load_dataset
-from bench.evaluator import evaluate
-from bench.parsing import parse_recommendations
-from bench.synthetic import SYNTHETIC_SIZES, write_synthetic
+from bench.data.catalog import normalize_title
+from bench.data.datasets import load_dataset
+from bench.data.synthetic import SYNTHETIC_SIZES, write_synthetic
+from bench.evaluation.evaluator import evaluate
+from bench.evaluation.parsing import parse_recommendations
 from cli import app
 
 MOVIES = [(f"Movie {index}", 2000 + index) for index in range(30)]

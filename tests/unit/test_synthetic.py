@@ -4,12 +4,21 @@ from dataclasses import replace
 
 import pytest
 
-from bench.catalog import normalize_title
-from bench.datasets import SPLITS, load_dataset, load_jsonl_dir
+from bench.data.catalog import normalize_title
+from bench.data.dataset import SPLITS
+from bench.data.datasets import load_dataset, load_jsonl_dir
+from bench.data.synthetic import (
+    MAX_SYNTHETIC_YEAR,
+    MIN_SYNTHETIC_YEAR,
+    SYNTHETIC_SIZES,
+    PlantedItem,
+    SyntheticConfig,
+    plant_items,
+    synthetic_dataset,
+    write_synthetic,
+)
 from bench.errors import UnknownNameError
-from bench.parsing import format_item
-from bench.synthetic import (MAX_SYNTHETIC_YEAR, MIN_SYNTHETIC_YEAR, SYNTHETIC_SIZES, PlantedItem, SyntheticConfig,
-                             plant_items, synthetic_dataset, write_synthetic)
+from bench.evaluation.parsing import format_item
 
 SMOKE = SYNTHETIC_SIZES["smoke"]
 

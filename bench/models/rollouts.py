@@ -1,0 +1,271 @@
+"""One rollout engine for training-time validation, evaluation and throughput benchmarks.
+
+An engine turns chat prompts into completion texts (special tokens stripped) under `SamplingSettings` and a seed.
+`TransformersEngine` runs `model.generate` in batches on any device; `bench.models.vllm_backend.VLLMEngine` runs vLLM on
+CUDA. `make_engine` picks one by name and, given a `RolloutCache`, wraps it so that cached prompts are not
+regenerated and new completions are stored batch by batch (an interrupted run resumes where it stopped).
+"""
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from bench.errors import BenchError, UnknownNameError
+from bench.models.backbones import Backbone
+from bench.models.rollout_cache import RolloutCache
+from bench.models.sampling import Chat, SamplingSettings, batch_seed, check_context, prompt_token_ids
+
+BACKENDS = ("transformers", "vllm")
+
+
+class RolloutEngine(Protocol):
+    """Generates completions for chat prompts.
+
+    `generate` returns, for each prompt, `settings.num_return_sequences` completion texts. `check_fits` raises a
+    BenchError naming the first prompt (by index) that cannot fit the model's context with `max_new_tokens`.
+    `batch_size` is how many prompts one call handles at a time (the cache stores results at that granularity);
+    `tokens_generated` counts new tokens over the engine's life (for throughput numbers).
+    """
+
+    fingerprint: str
+    batch_size: int
+
+    @property
+    def tokens_generated(self) -> int: ...
+
+    def check_fits(self, prompts: Sequence[Chat], settings: SamplingSettings) -> None: ...
+
+    def generate(self, prompts: Sequence[Chat], settings: SamplingSettings, seed: int) -> list[list[str]]: ...
+
+
+class TransformersEngine:
+    """Batched `model.generate` with left padding and KV cache, greedy or sampled.
+
+    Prompts are rendered with the tokenizer's chat template (add_generation_prompt) and processed in their given
+    order, `batch_size` at a time. Each batch samples under `torch.manual_seed(batch_seed(...))` inside a forked
+    RNG state, so results are reproducible and the caller's RNG stream is untouched. The same prompt can give
+    slightly different greedy text in a batch of different composition (padding changes float rounding).
+    """
+
+    def __init__(self, backbone: Backbone, batch_size: int = 8, progress: bool = True) -> None:
+        if batch_size < 1:
+            raise BenchError(f"batch_size must be at least 1, got {batch_size}.")
+        if backbone.tokenizer.chat_template is None:
+            raise BenchError(f"Backbone '{backbone.spec.name}' has no chat template; use an instruct/chat model.")
+        self.backbone = backbone
+        self.batch_size = batch_size
+        self.progress = progress
+        self.fingerprint = backbone.fingerprint
+        self.tokens_generated = 0
+        self.context = int(backbone.model.config.max_position_embeddings)
+
+    def check_fits(self, prompts: Sequence[Chat], settings: SamplingSettings) -> None:
+        lengths = [len(prompt_token_ids(self.backbone.tokenizer, prompt)) for prompt in prompts]
+        check_context(lengths, settings, self.context, self.backbone.spec.name)
+
+    def generate(self, prompts: Sequence[Chat], settings: SamplingSettings, seed: int) -> list[list[str]]:
+        from tqdm.auto import tqdm
+
+        encoded = [prompt_token_ids(self.backbone.tokenizer, prompt) for prompt in prompts]
+        check_context([len(ids) for ids in encoded], settings, self.context, self.backbone.spec.name)
+        results: list[list[str]] = []
+        with tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not self.progress, leave=False) as bar:
+            for start in range(0, len(prompts), self.batch_size):
+                batch = prompts[start : start + self.batch_size]
+                ids = encoded[start : start + self.batch_size]
+                results.extend(self._generate_batch(ids, settings, batch_seed(seed, batch, settings)))
+                bar.update(len(batch))
+        return results
+
+    def _generate_batch(self, batch_ids: list[list[int]], settings: SamplingSettings, seed: int) -> list[list[str]]:
+        """Generate for one batch of token-id prompts; returns texts grouped per prompt."""
+        import torch
+
+        model = self.backbone.model
+        tokenizer = self.backbone.tokenizer
+        pad_id = tokenizer.pad_token_id
+        width = max(len(ids) for ids in batch_ids)
+        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch_ids], device=model.device)
+        attention_mask = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids in batch_ids], device=model.device
+        )
+        copies = 1 if settings.greedy else settings.num_return_sequences
+        eos_ids = self._eos_ids()
+        devices = [model.device.index or 0] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=self._generation_config(settings, copies, eos_ids, pad_id),
+            )
+        new_tokens = output[:, width:].tolist()
+        texts: list[list[str]] = []
+        for prompt_index in range(len(batch_ids)):
+            rows = new_tokens[prompt_index * copies : (prompt_index + 1) * copies]
+            completions = [self._decode(row, eos_ids) for row in rows]
+            texts.append(completions * settings.num_return_sequences if settings.greedy else completions)
+        return texts
+
+    def _decode(self, row: list[int], eos_ids: list[int]) -> str:
+        """Text of one generated row before its first EOS (special tokens stripped); counts the generated tokens,
+        EOS included, padding after it excluded."""
+        end = next((i for i, token in enumerate(row) if token in eos_ids), None)
+        self.tokens_generated += len(row) if end is None else end + 1
+        return self.backbone.tokenizer.decode(row if end is None else row[:end], skip_special_tokens=True)
+
+    def _eos_ids(self) -> list[int]:
+        """EOS ids of the generation config (end-of-turn included), else the tokenizer's EOS."""
+        configured = self.backbone.model.generation_config.eos_token_id
+        if configured is None:
+            configured = self.backbone.tokenizer.eos_token_id
+        return [configured] if isinstance(configured, int) else list(configured)
+
+    @staticmethod
+    def _generation_config(settings: SamplingSettings, copies: int, eos_ids: list[int], pad_id: int) -> Any:
+        """Explicit settings, so that a model's shipped sampling defaults (top_k, repetition penalty) never leak
+        in and the transformers and vLLM backends sample the same distribution."""
+        from transformers import GenerationConfig
+
+        sampling: dict[str, Any] = {"do_sample": False}
+        if not settings.greedy:
+            sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0}
+        return GenerationConfig(
+            max_new_tokens=settings.max_new_tokens,
+            min_new_tokens=settings.max_new_tokens if settings.ignore_eos else None,
+            num_return_sequences=copies,
+            repetition_penalty=1.0,
+            eos_token_id=eos_ids,
+            pad_token_id=pad_id,
+            **sampling,
+        )
+
+
+class CachedEngine:
+    """An engine behind a `RolloutCache`: cached prompts are read, the rest generated `batch_size` prompts at a
+    time and stored after each batch. Missing prompts keep their relative order, so a resumed run forms the same
+    batches as an uninterrupted one. All prompts are checked against the context first, so that an error names
+    the caller's prompt index and comes before any work."""
+
+    def __init__(self, engine: RolloutEngine, cache: RolloutCache, progress: bool = True) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.progress = progress
+        self.fingerprint = engine.fingerprint
+        self.batch_size = engine.batch_size
+
+    @property
+    def tokens_generated(self) -> int:
+        return self.engine.tokens_generated
+
+    def check_fits(self, prompts: Sequence[Chat], settings: SamplingSettings) -> None:
+        self.engine.check_fits(prompts, settings)
+
+    def generate(self, prompts: Sequence[Chat], settings: SamplingSettings, seed: int) -> list[list[str]]:
+        """Greedy decoding ignores the seed, so greedy entries are shared by runs of every seed (key seed 0)."""
+        from tqdm.auto import tqdm
+
+        self.engine.check_fits(prompts, settings)
+        seed = 0 if settings.greedy else seed
+        results: list[list[str] | None] = [self.cache.get(self.fingerprint, p, settings, seed) for p in prompts]
+        missing = [i for i, cached in enumerate(results) if cached is None]
+        with tqdm(total=len(missing), desc="generating", unit="prompt", disable=not self.progress or not missing,
+                  leave=False) as bar:
+            for start in range(0, len(missing), self.batch_size):
+                indices = missing[start : start + self.batch_size]
+                batch = [prompts[i] for i in indices]
+                for index, completions in zip(indices, self.engine.generate(batch, settings, seed), strict=True):
+                    self.cache.put(self.fingerprint, prompts[index], settings, seed, completions)
+                    results[index] = completions
+                bar.update(len(batch))
+        return [completions for completions in results if completions is not None]
+
+
+def make_engine(
+    backend: str,
+    backbone: Backbone,
+    *,
+    batch_size: int = 8,
+    cache: RolloutCache | None = None,
+    progress: bool = True,
+) -> RolloutEngine:
+    """The engine named `backend` ("transformers" or "vllm") for a loaded backbone, behind `cache` if given."""
+    engine: RolloutEngine
+    inner_progress = progress and cache is None
+    if backend == "transformers":
+        engine = TransformersEngine(backbone, batch_size=batch_size, progress=inner_progress)
+    elif backend == "vllm":
+        from bench.models.vllm_backend import VLLMEngine
+
+        engine = VLLMEngine(backbone, batch_size=batch_size, progress=inner_progress)
+    else:
+        raise UnknownNameError("rollout backend", backend, list(BACKENDS))
+    return CachedEngine(engine, cache, progress) if cache is not None else engine
+
+
+def throughput_prompts(n_prompts: int) -> list[list[dict[str, str]]]:
+    """Synthetic recommendation requests of varied length, for throughput measurements."""
+    system = "You recommend movies. Answer with 20 titles, one per line, as Title (Year)."
+    return [
+        [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"I watched Movie {i} (19{50 + i % 50}) and liked it. " * (1 + i % 4)},
+        ]
+        for i in range(n_prompts)
+    ]
+
+
+def measure_throughput(
+    backbone: Backbone, backend: str, n_prompts: int, settings: SamplingSettings, batch_size: int
+) -> dict[str, Any]:
+    """Time generation for `n_prompts` synthetic prompts (after a one-batch warm-up, uncached, no progress bar).
+
+    Returns backend, backbone, device, counts, wall seconds, new tokens per second, completions (examples) per
+    second, and peak CUDA memory in GiB (transformers on CUDA only: vLLM preallocates its own pool in another
+    process, so its peak is None here).
+    """
+    import torch
+
+    engine = make_engine(backend, backbone, batch_size=batch_size, progress=False)
+    prompts = throughput_prompts(n_prompts)
+    engine.check_fits(prompts, settings)
+    engine.generate(prompts[: min(batch_size, n_prompts)], settings, seed=-1)
+    device = backbone.model.device
+    on_cuda = backend == "transformers" and device.type == "cuda"
+    if on_cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    tokens_before = engine.tokens_generated
+    start = time.perf_counter()
+    engine.generate(prompts, settings, seed=0)
+    if on_cuda:
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    tokens = engine.tokens_generated - tokens_before
+    completions = n_prompts * settings.num_return_sequences
+    return {
+        "backend": backend,
+        "backbone": backbone.spec.name,
+        "random_init": backbone.random_init,
+        "device": _device_name(backend, device),
+        "dtype": str(backbone.model.dtype).removeprefix("torch."),
+        "n_prompts": n_prompts,
+        "batch_size": batch_size,
+        "settings": asdict(settings),
+        "completions": completions,
+        "new_tokens": tokens,
+        "wall_s": wall,
+        "tokens_per_s": tokens / wall if wall > 0 else 0.0,
+        "examples_per_s": completions / wall if wall > 0 else 0.0,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if on_cuda else None,
+    }
+
+
+def _device_name(backend: str, device: Any) -> str:
+    """A readable device: the GPU name for CUDA runs (vLLM always runs on CUDA), else the torch device."""
+    import torch
+
+    if device.type == "cuda" or (backend == "vllm" and torch.cuda.is_available()):
+        return torch.cuda.get_device_name(device if device.type == "cuda" else 0)
+    return str(device)

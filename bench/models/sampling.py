@@ -1,0 +1,66 @@
+"""What both rollout engines (transformers and vLLM) share: the chat prompt type, the sampling settings, the
+per-batch seed, prompt tokenisation with the chat template, and the context-length check."""
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.errors import BenchError
+
+Chat = Sequence[Mapping[str, str]]
+"""A chat prompt: messages with 'role' and 'content'."""
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How completions are sampled. temperature 0 means greedy (then all return sequences are identical).
+    `ignore_eos` forces exactly `max_new_tokens` tokens (throughput measurements)."""
+
+    max_new_tokens: int = 400
+    temperature: float = 0.0
+    top_p: float = 1.0
+    num_return_sequences: int = 1
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise BenchError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+        if self.temperature < 0:
+            raise BenchError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise BenchError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if self.num_return_sequences < 1:
+            raise BenchError(f"num_return_sequences must be at least 1, got {self.num_return_sequences}.")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def key(self) -> str:
+        """A stable string of all fields, for cache keys."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def batch_seed(seed: int, prompts: Sequence[Chat], settings: SamplingSettings) -> int:
+    """A 63-bit seed from the run seed, the batch's prompts and the settings: the same batch always samples the
+    same way, whatever ran before it."""
+    payload = json.dumps([seed, [[dict(m) for m in p] for p in prompts], settings.key()], sort_keys=True)
+    return int.from_bytes(hashlib.sha256(payload.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+def prompt_token_ids(tokenizer: Any, prompt: Chat) -> list[int]:
+    """Token ids of a chat prompt rendered with the chat template for generation: shape [prompt_len]."""
+    text = tokenizer.apply_chat_template([dict(m) for m in prompt], add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def check_context(lengths: Sequence[int], settings: SamplingSettings, context: int, backbone_name: str) -> None:
+    """Raise a BenchError naming the first prompt whose length plus `max_new_tokens` exceeds the context."""
+    for index, length in enumerate(lengths):
+        if length + settings.max_new_tokens > context:
+            raise BenchError(
+                f"Prompt {index} has {length} tokens; with max_new_tokens={settings.max_new_tokens} it exceeds the "
+                f"{context}-token context of backbone '{backbone_name}' (shorten the prompt or lower "
+                f"max_new_tokens)."
+            )

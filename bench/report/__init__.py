@@ -1,0 +1,1 @@
+"""Reports from run folders: reading runs, statistics, tables, plots, pages, and the build entry point."""

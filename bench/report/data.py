@@ -1,0 +1,169 @@
+"""What a report is built from: complete run folders, read back and grouped into comparable tables.
+
+Only files are read (spec.json, metrics.json, summary.json, examples.jsonl, curve.jsonl). A folder without
+metrics.json is incomplete and left out with a note. Runs are comparable when they share dataset, split, protocol,
+preset and evaluation limit; one table is drawn per backbone, and runs without a backbone (popularity, EASE: model
+"none") join every backbone's table of their dataset. Within a table a method is its algorithm name; when one
+algorithm appears with several configurations (e.g. two Rank-GRPO rewards), each gets its configuration digest.
+"""
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.evaluation.metrics import KS
+from bench.runs.folders import RunFolder, read_json, read_jsonl, runs_dir
+from bench.runs.specs import RunSpec, spec_from_json
+
+NO_MODEL = "none"
+RATIO_COLUMNS = {"in_catalog_rate": ("n_in_catalog", "n_parsed"), "format_rate": ("n_parsed", "n_lines")}
+"""Item-level rates: (numerator, denominator) fields of an example's scores."""
+MEAN_COLUMNS = tuple(f"recall@{k}" for k in KS) + tuple(f"ndcg@{k}" for k in KS)
+TABLE_COLUMNS = MEAN_COLUMNS + tuple(RATIO_COLUMNS)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One complete run as read from its folder."""
+
+    spec: RunSpec
+    metrics: dict[str, Any]
+    summary: dict[str, Any]
+    example_ids: tuple[str, ...]
+    columns: dict[str, tuple[np.ndarray, np.ndarray]]
+    """Per table column: per-example (numerator, denominator) arrays in `example_ids` order."""
+    curve: tuple[dict[str, Any], ...]
+    """Validation points sorted by step, the last one kept per step (a resumed run may repeat steps)."""
+
+    @property
+    def config(self) -> str:
+        """Digest of the spec without its seed: runs of one method configuration share it."""
+        return replace(self.spec, seed=0).digest[:6]
+
+
+def _columns(examples: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    scores = [record["scores"] for record in examples]
+    ones = np.ones(len(scores))
+    columns = {name: (np.array([s[name] for s in scores], dtype=float), ones) for name in MEAN_COLUMNS}
+    for name, (top, bottom) in RATIO_COLUMNS.items():
+        columns[name] = (np.array([s[top] for s in scores], dtype=float),
+                         np.array([s[bottom] for s in scores], dtype=float))
+    return columns
+
+
+def _curve(points: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    by_step = {int(point["step"]): point for point in points}
+    return tuple(by_step[step] for step in sorted(by_step))
+
+
+def load_run(folder: RunFolder) -> RunRecord:
+    """Read one complete run folder."""
+    examples = read_jsonl(folder.examples_path)
+    return RunRecord(spec=spec_from_json(read_json(folder.spec_path)), metrics=read_json(folder.metrics_path),
+                     summary=read_json(folder.summary_path),
+                     example_ids=tuple(str(record["id"]) for record in examples),
+                     columns=_columns(examples), curve=_curve(folder.read_curve()))
+
+
+def load_runs(results_dir: Path) -> tuple[list[RunRecord], list[str]]:
+    """Every complete run under `<results_dir>/runs/` in folder-name order, and notes on what was left out."""
+    root = runs_dir(results_dir)
+    if not root.is_dir():
+        raise BenchError(f"no runs to report: {root} does not exist (run `bench run` or `bench matrix` first)")
+    records, notes = [], []
+    for path in sorted(p for p in root.iterdir() if p.is_dir()):
+        folder = RunFolder(path)
+        if not folder.is_complete():
+            notes.append(f"{path.name}: incomplete (no metrics.json), left out")
+            continue
+        try:
+            records.append(load_run(folder))
+        except (BenchError, KeyError, TypeError, ValueError, OSError) as error:
+            notes.append(f"{path.name}: unreadable ({type(error).__name__}: {error}), left out")
+    return records, notes
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """What makes runs comparable in one table."""
+
+    dataset: str
+    model: str
+    preset: str
+    split: str
+    protocol: str
+    eval_limit: int | None
+
+    @property
+    def title(self) -> str:
+        backbone = "no backbone" if self.model == NO_MODEL else self.model
+        extras = [f"split {self.split}"] if self.split != "test" else []
+        extras += [f"{self.protocol} protocol"] if self.protocol != "standard" else []
+        extras += [f"first {self.eval_limit} examples"] if self.eval_limit is not None else []
+        suffix = f" ({', '.join(extras)})" if extras else ""
+        return f"{self.dataset} / {backbone} / preset {self.preset}{suffix}"
+
+    @property
+    def slug(self) -> str:
+        parts = [self.dataset, self.model, self.preset]
+        parts += [self.split] if self.split != "test" else []
+        parts += [self.protocol] if self.protocol != "standard" else []
+        parts += [f"limit{self.eval_limit}"] if self.eval_limit is not None else []
+        return re.sub(r"[^A-Za-z0-9.-]+", "_", "-".join(parts)).strip("_")
+
+
+@dataclass(frozen=True)
+class Group:
+    """One table: methods (in registry order) and their runs (one per seed, sorted by seed)."""
+
+    key: GroupKey
+    methods: dict[str, tuple[RunRecord, ...]] = field(default_factory=dict)
+
+    def trained(self) -> dict[str, tuple[RunRecord, ...]]:
+        return {method: runs for method, runs in self.methods.items() if any(run.curve for run in runs)}
+
+
+def _key(spec: RunSpec, model: str) -> GroupKey:
+    return GroupKey(spec.dataset, model, spec.preset, spec.split, spec.protocol, spec.settings.eval_limit)
+
+
+def _algo_order(algo: str) -> tuple[int, str]:
+    from bench.runs.specs import ALGORITHMS
+
+    names = list(ALGORITHMS)
+    return (names.index(algo) if algo in names else len(names), algo)
+
+
+def _methods(records: Sequence[RunRecord]) -> dict[str, tuple[RunRecord, ...]]:
+    by_config: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for record in records:
+        by_config[(record.spec.algo, record.config)].append(record)
+    configs_per_algo: dict[str, int] = defaultdict(int)
+    for algo, _ in by_config:
+        configs_per_algo[algo] += 1
+    methods = {}
+    for algo, config in sorted(by_config, key=lambda pair: (_algo_order(pair[0]), pair[1])):
+        label = algo if configs_per_algo[algo] == 1 else f"{algo} [{config}]"
+        methods[label] = tuple(sorted(by_config[(algo, config)], key=lambda run: run.spec.seed))
+    return methods
+
+
+def group_runs(records: Sequence[RunRecord]) -> list[Group]:
+    """Tables per comparable setting and backbone; model-free runs join every backbone of their setting."""
+    by_key: dict[GroupKey, list[RunRecord]] = defaultdict(list)
+    model_free: dict[GroupKey, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        target = model_free if record.spec.model == NO_MODEL else by_key
+        target[_key(record.spec, record.spec.model)].append(record)
+    for key, runs in model_free.items():
+        backbones = [other for other in by_key if replace(other, model=NO_MODEL) == key]
+        for backbone in backbones or [key]:
+            by_key[backbone].extend(runs)
+    ordered = sorted(by_key, key=lambda k: (k.dataset, k.model, k.preset, k.split, k.protocol, k.eval_limit or 0))
+    return [Group(key, _methods(by_key[key])) for key in ordered]

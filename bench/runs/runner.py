@@ -1,0 +1,96 @@
+"""Executing one run: spec -> method predictions -> the one evaluator -> files in the run folder.
+
+Flow: skip when metrics.json exists (unless forced); write spec.json and environment.json; load the dataset; ask the
+method for raw text per evaluation example; score under the spec's protocol (and the other protocol, for
+comparison with the paper); write examples.jsonl, summary.json, then metrics.json last (marks completion).
+"""
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.data.datasets import load_dataset
+from bench.evaluation.evaluator import PROTOCOLS, evaluate
+from bench.evaluation.parsing import parse_lines
+from bench.runs.context import RunContext, prompt_id
+from bench.runs.folders import RunFolder, atomic_write_json, atomic_write_jsonl, read_json, runs_dir
+from bench.runs.methods import get_method
+from bench.runs.specs import RunSpec
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    folder: Path
+    metrics: dict[str, object]
+    skipped: bool
+
+
+def default_cache_dir() -> Path:
+    from bench.models.backbones import default_cache_dir as backbone_cache
+
+    return backbone_cache()
+
+
+def is_main_process() -> bool:
+    """Under `accelerate launch` every process executes the run; only rank 0 writes the run folder."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_backbone_available(spec: RunSpec) -> None:
+    """Fail before any work when a real backbone's weights are absent (tiny ones are built on demand)."""
+    from bench.models.backbones import backbone_path, resolve_backbone
+
+    if spec.model.startswith("openai:") or spec.random_init or resolve_backbone(spec.model).tiny is not None:
+        return
+    backbone_path(spec.model)
+
+
+def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir: Path | None = None,
+            log: Callable[[str], None] = print, progress: bool = True) -> RunOutcome:
+    """Run `spec` (or skip it when already complete) and return its metrics."""
+    from bench.runs.environment import describe_environment
+
+    folder = RunFolder(runs_dir(results_dir) / spec.run_id)
+    if folder.is_complete() and not force:
+        return RunOutcome(spec.run_id, folder.root, read_json(folder.metrics_path), skipped=True)
+    info, predict = get_method(spec.algo)
+    if info.needs_model:
+        check_backbone_available(spec)
+    writer = is_main_process()
+    folder.root.mkdir(parents=True, exist_ok=True)
+    if writer and force and folder.metrics_path.exists():
+        folder.metrics_path.unlink()
+    if writer:
+        atomic_write_json(folder.spec_path, spec.to_json())
+        atomic_write_json(folder.environment_path, describe_environment())
+    dataset = load_dataset(spec.dataset, spec.catalog)
+    context = RunContext(spec, dataset, folder, cache_dir or default_cache_dir(), results_dir, log, progress)
+    examples = context.eval_examples()
+    log(f"run {spec.run_id}: {info.name} on {spec.model}, {len(examples)} {spec.split} examples")
+    start = time.perf_counter()
+    output = predict(context)
+    predict_seconds = time.perf_counter() - start
+    results = {protocol: evaluate(examples, output.predictions, dataset.catalog, protocol) for protocol in PROTOCOLS}
+    main = results[spec.protocol]
+    other = results["reference" if spec.protocol == "standard" else "standard"]
+    records = []
+    for example, scores in zip(examples, main.examples, strict=True):
+        text = output.predictions.get(example.id, "")
+        record = {"id": example.id, "prompt_id": prompt_id(example), "text": text,
+                  "parsed": [list(item) if item else None for item in parse_lines(text)],
+                  "groundtruth": [list(item) for item in example.groundtruth], "scores": scores.to_json()}
+        record.update(output.per_example.get(example.id, {}))
+        records.append(record)
+    if not writer:
+        return RunOutcome(spec.run_id, folder.root, main.metrics, skipped=False)
+    atomic_write_jsonl(folder.examples_path, records)
+    summary = {"run_id": spec.run_id, "algo": spec.algo, "model": spec.model, "dataset": spec.dataset,
+               "seed": spec.seed, "preset": spec.preset, "predict_seconds": predict_seconds,
+               "hit_rate_at_rank": main.hit_rate_at_rank, "mean_list_length": main.mean_list_length,
+               f"metrics_{other.metrics['protocol']}": other.metrics, "artifacts": output.artifacts}
+    atomic_write_json(folder.summary_path, summary)
+    atomic_write_json(folder.metrics_path, main.metrics)
+    return RunOutcome(spec.run_id, folder.root, main.metrics, skipped=False)
