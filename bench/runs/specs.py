@@ -61,6 +61,20 @@ class RunSpec:
     def preset(self) -> str:
         return self.settings.name
 
+    @property
+    def method_label(self) -> str:
+        """The method's name in reports: the algorithm, plus a `+suffix` for each departure from its published
+        form (the Rank-GRPO reward `log_decay`, no length shaping, mu > 1), so a row named `rank_grpo` is only
+        ever the published method."""
+        suffixes = []
+        if self.algo == "rank_grpo" and self.reward != "exp_inf":
+            suffixes.append(self.reward)
+        if self.algo == "rank_grpo" and not self.length_shaping:
+            suffixes.append("noshaping")
+        if self.algo in RL_ALGORITHMS and self.settings.mu != 1:
+            suffixes.append(f"mu{self.settings.mu}")
+        return "+".join([self.algo, *suffixes])
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
