@@ -5,7 +5,8 @@ Every method's raw text goes through `bench.evaluation.parsing`, then here. Two 
 - `standard` (default): titles compared case-folded and whitespace-normalised, years within 2; each ground truth
   matched at most once and each recommendation matching at most one; seen and out-of-catalog items removed before
   cutting to k (membership: normalised title and exact year); ideal DCG over min(|ground truth|, k).
-- `reference`: the paper's published evaluation, quirks included: exact (case-sensitive) titles, seen and
+- `reference`: the paper's published evaluation, quirks included: its line parser (`parsing.parse_line_reference`:
+  text after the year ignored, `*_-#` and parenthesised groups stripped from titles), exact titles, seen and
   out-of-catalog items removed first, ideal DCG over min(|ground truth|, length of the filtered list cut to k).
 
 Matching is hash-based: ground truth is indexed by title key once per example, so scoring a list costs one dict
@@ -99,7 +100,7 @@ def score_text(text: str, example: Example, catalog: Catalog, protocol: str = "s
                missing: bool = False) -> ExampleScores:
     """Score one raw model output against one example under `protocol`."""
     rules = _rules(protocol)
-    lines = parse_lines(text)
+    lines = parse_lines(text, protocol)
     parsed = [item for item in lines if item is not None]
     seen_keys = {rules.title_key(title) for title in example.seen_titles}
     reference = protocol == "reference"

@@ -1,12 +1,23 @@
 """The parser: hand-picked formats and property tests (it must never raise on any text)."""
 
 import unicodedata
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.evaluation.parsing import format_item, parse_line, parse_lines, parse_recommendations
+from bench.data.catalog import load_catalog
+from bench.data.datasets import SHIPPED_DIR
+from bench.evaluation.parsing import (
+    format_item,
+    parse_line,
+    parse_line_reference,
+    parse_lines,
+    parse_recommendations,
+)
+
+REDDIT_CATALOG = Path(__file__).resolve().parents[3] / "shared" / "data" / "reddit_v2" / "gt_catalog.pkl"
 
 
 @pytest.mark.parametrize(("line", "expected"), [
@@ -28,6 +39,19 @@ from bench.evaluation.parsing import format_item, parse_line, parse_lines, parse
     ("2001: A Space Odyssey (1968)", ("2001: A Space Odyssey", 1968)),
     ("1917 (2019)", ("1917", 2019)),
     ("Amélie (2001)", ("Amélie", 2001)),
+    ("Gone Fishin' (1997)", ("Gone Fishin'", 1997)),
+    ("'71 (2014)", ("'71", 2014)),
+    ("61* (2001)", ("61*", 2001)),
+    ("Boundin' (2003)", ("Boundin'", 2003)),
+    ("Everything You Always Wanted to Know About Sex* (1972)",
+     ("Everything You Always Wanted to Know About Sex*", 1972)),
+    ("**61*** (2001)", ("61*", 2001)),
+    ('"\'71" (2014)', ("'71", 2014)),
+    ("1. *Gone Fishin'* (1997)", ("Gone Fishin'", 1997)),
+    ("'Heat' (1995)", ("Heat", 1995)),
+    ("*Heat (1995)*", ("Heat", 1995)),
+    ('"Heat (1995)"', ("Heat", 1995)),
+    ("__Heat__ (1995)", ("Heat", 1995)),
     ("Crouching Tiger, Hidden Dragon (2000)", ("Crouching Tiger, Hidden Dragon", 2000)),
     ("Heat", None),
     ("Heat (95)", None),
@@ -86,3 +110,44 @@ def test_formatted_items_round_trip(title: str, year: int) -> None:
 def test_rank_positions_follow_non_blank_lines(lines: list[str], newline: str) -> None:
     parsed = parse_lines(newline.join(lines))
     assert len(parsed) == sum(1 for line in lines if line.strip())
+
+
+@pytest.mark.parametrize("path", [SHIPPED_DIR / "redial" / "catalog.csv", REDDIT_CATALOG], ids=["redial", "reddit_v2"])
+def test_every_catalog_title_round_trips(path: Path) -> None:
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    catalog = load_catalog(path)
+    assert len(catalog.items) > 5000
+    broken = [item for item in catalog.items if parse_line(format_item(item)) != item]
+    assert broken == []
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    # evaluate/eval_grpo_test.py:101 -> libs/utils.py process_rec_raw: the year ends the match, text after it is
+    # ignored; `*_-#` runs are stripped from the ends of the line and of the title; parenthesised groups are deleted
+    ("Heat (1995) is a great crime movie", ("Heat", 1995)),
+    ("1. **Heat** (1995)", ("Heat", 1995)),
+    ("61* (2001)", ("61", 2001)),
+    ("Birdman (or The Unexpected Virtue of Ignorance) (2014)", ("Birdman", 2014)),
+    ('"Heat" (1995)', ("Heat", 1995)),
+    ("“Heat” (1995)", ("“Heat”", 1995)),  # only straight quotes are removed (utils.py:48-52)
+    ("Heat(1995)", None),  # `\s+` before the year is required
+    ("Heat (95)", None),
+    ("Heat (0001)", ("Heat", 1)),  # no year range check
+])
+def test_reference_reading_mirrors_the_published_parser(line: str, expected: tuple[str, int] | None) -> None:
+    assert parse_line_reference(line) == expected
+
+
+def test_reference_splits_on_newlines_only_and_drops_nothing_positionally() -> None:
+    text = "Here you go:\n\n1. Heat (1995)\r\n2. Up (2009)\rBig (1988)\nEnjoy!"
+    assert parse_lines(text, "reference") == [None, ("Heat", 1995), ("Up", 2009), None]
+    assert parse_recommendations(text, "reference") == [("Heat", 1995), ("Up", 2009)]
+    assert parse_lines(text) == [None, ("Heat", 1995), ("Up", 2009), ("Big", 1988), None]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_reference_reading_never_raises(text: str) -> None:
+    lines = parse_lines(text, "reference")
+    assert all(item is None or (isinstance(item[0], str) and isinstance(item[1], int)) for item in lines)
