@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bench import cli_options as opt
 from bench.errors import BenchError
 
 app = typer.Typer(help="bench: benchmark LLM conversational recommenders aligned with RL.", no_args_is_help=True,
@@ -159,20 +160,15 @@ def run_command(
     algo: Annotated[str, typer.Option(help="Method: zero_shot, popularity, ease, crag, sft, grpo, gspo, rank_grpo.")],
     model: Annotated[str, typer.Option(help="Backbone name (bench models), local path, hub id, openai:MODEL.")
                      ] = "tiny",
-    dataset: DatasetOption = "redial", catalog: CatalogOption = None,
-    split: SplitOption = "test",
+    dataset: DatasetOption = "redial", catalog: CatalogOption = None, split: SplitOption = "test",
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
-    preset: PresetOption = "default",
-    backend: BackendOption = "transformers",
-    protocol: ProtocolOption = "standard",
-    limit: LimitOption = None,
-    max_new_tokens: MaxNewTokensOption = None,
-    steps: StepsOption = None,
-    num_generations: GenerationsOption = None,
-    lr: LrOption = None,
-    mu: MuOption = None,
+    preset: PresetOption = "default", backend: BackendOption = "transformers", protocol: ProtocolOption = "standard",
+    limit: LimitOption = None, max_new_tokens: MaxNewTokensOption = None, steps: StepsOption = None,
+    num_generations: GenerationsOption = None, lr: LrOption = None, mu: MuOption = None,
     reward: RewardOption = "exp_inf",
-    length_shaping: Annotated[bool, typer.Option(help="Rank-GRPO length shaping (published trainer).")] = True,
+    length_shaping: opt.LengthShaping = True, missing_rank_credit: opt.MissingRankCredit = False,
+    epsilon_low: opt.Epsilon = None, epsilon_high: opt.Epsilon = None, loss_type: opt.LossType = None,
+    report_to: opt.ReportTo = "none", dry_run: opt.DryRun = False,
     sft_data: Annotated[str | None, typer.Option(help="Dataset with SFT demonstrations (bench sft-data).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (also OPENAI_BASE_URL).")] = None,
     random_init: Annotated[bool, typer.Option(help="Real architecture, random weights (throughput only).")] = False,
@@ -188,11 +184,17 @@ def run_command(
                       "num_generations": num_generations, "rl_lr": lr, "mu": mu},
                      dataset=dataset, catalog=str(catalog) if catalog else None, split=split, seed=seed,
                      backend=backend, protocol=protocol, reward=reward, length_shaping=length_shaping,
-                     sft_data=sft_data, base_url=base_url, random_init=random_init)
+                     missing_rank_credit=missing_rank_credit, epsilon_low=epsilon_low, epsilon_high=epsilon_high,
+                     loss_type=loss_type, sft_data=sft_data, base_url=base_url, random_init=random_init)
     from bench.runs.methods import get_method
 
     get_method(spec.algo)
-    outcome = execute(spec, results_dir, force=force, log=lambda message: typer.echo(message, err=True))
+    if dry_run:
+        sys.stdout.write(json.dumps(spec.to_json(), indent=2) + "\n")
+        typer.echo(f"{spec.method_label}: would write {results_dir / 'runs' / spec.run_id}", err=True)
+        return
+    outcome = execute(spec, results_dir, force=force, log=lambda message: typer.echo(message, err=True),
+                      report_to=report_to)
     state = "already complete, skipped (use --force to rerun)" if outcome.skipped else "done"
     _print_table(f"{spec.algo} / {spec.model} / {spec.dataset} / {spec.split} ({spec.protocol})",
                  [(k, _format(v)) for k, v in outcome.metrics.items()])
@@ -201,12 +203,13 @@ def run_command(
 
 @app.command("models")
 def models_command() -> None:
-    """List the registered backbones (any local path or hub id works too)."""
-    from bench.models.backbones import list_backbones
+    """List the registered backbones, where their weights come from and whether they are here (any local path or
+    hub id works too)."""
+    from bench.models.backbones import list_backbones, weights_status
 
     for spec in list_backbones():
-        source = spec.hf_id or "built locally from the dataset's text"
-        typer.echo(f"{spec.name:<14} {spec.params:<36} {source}")
+        source, present = weights_status(spec)
+        typer.echo(f"{spec.name:<14} {spec.params:<46} {present}\n{'':<15}{source}")
 
 
 @bench_app.command("rollout")
@@ -342,23 +345,37 @@ def matrix_command(
 def report_command(
     results_dir: Annotated[Path, typer.Option(help="Where runs/ lives.")] = Path("results"),
     out: Annotated[Path | None, typer.Option(help="Report folder (default: RESULTS_DIR/report).")] = None,
-    baseline: Annotated[str, typer.Option(help="Method every other one is tested against (†).")] = "popularity",
-    metric: Annotated[str, typer.Option(help="Validation metric of the steps-to-reach table.")] = "ndcg@20",
-    target_ndcg: Annotated[float | None, typer.Option(help="Steps-to-reach target (default: a fraction of the "
-                                                           "best final validation value).")] = None,
-    target_fraction: Annotated[float, typer.Option(help="That fraction.")] = 0.9,
+    primary: Annotated[str, typer.Option(help="The one tested metric (declared before looking).")] = "ndcg@20",
+    baseline: Annotated[str, typer.Option(help="Method every other one is tested against.")] = "popularity",
+    reference: Annotated[str, typer.Option(help="Reference method every other one is tested against.")] = "rank_grpo",
+    target: Annotated[float | None, typer.Option(help="Steps-to-reach target of the primary validation metric "
+                                                      "(default: from --target-fraction).")] = None,
+    target_fraction: Annotated[float, typer.Option(help="Steps-to-reach target as SFT start + this fraction of "
+                                                        "the SFT-to-best range.")] = 0.5,
+    auc_budget: Annotated[float | None, typer.Option(help="RL steps of the area under the validation curve "
+                                                          "(default: the last step every RL seed logged).")] = None,
     alpha: Annotated[float, typer.Option(help="Significance level after Holm correction.")] = 0.05,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates (at least 10,000 for a report).")] = 10_000,
     html: Annotated[bool, typer.Option("--html", help="Also write one self-contained report.html.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report.json object on stdout.")] = False,
 ) -> None:
-    """Tables (Markdown, CSV, LaTeX), significance tests and figures rebuilt from the complete run folders."""
+    """Tables (Markdown, CSV, LaTeX), significance tests, figures and report.json rebuilt from the run folders."""
+    import json
+
+    from bench.report.analysis import AnalysisOptions
     from bench.report.build import ReportOptions, build_report
 
-    target = out or results_dir / "report"
-    result = build_report(results_dir, target, ReportOptions(baseline=baseline, metric=metric, target=target_ndcg,
-                                                             target_fraction=target_fraction, alpha=alpha, html=html))
+    folder = out or results_dir / "report"
+    analysis = AnalysisOptions(primary=primary, baseline=baseline, reference=reference, alpha=alpha,
+                               n_bootstrap=bootstrap)
+    result = build_report(results_dir, folder, ReportOptions(analysis, target=target, target_fraction=target_fraction,
+                                                             auc_budget=auc_budget, html=html))
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
-    typer.echo(f"wrote {len(result.files)} files under {target} (start with {target / 'report.md'})")
+    if as_json:
+        typer.echo(json.dumps(result.report))
+    else:
+        typer.echo(f"wrote {len(result.files)} files under {folder} (start with {folder / 'report.md'})")
 
 
 @app.command("check")
@@ -371,22 +388,38 @@ def check_command(
     update: Annotated[bool, typer.Option(help="Run the configuration and write metrics.json instead.")] = False,
     force: Annotated[bool, typer.Option(help="Rerun complete runs too.")] = False,
     jobs: Annotated[int, typer.Option(help="Runs at once (separate processes when > 1).")] = 1,
+    only: Annotated[str | None, typer.Option(help="Check only these algorithms' runs (comma-separated).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON (progress to stderr).")] = False,
 ) -> None:
-    """Rerun the reference configuration and fail (exit 1) on any metric outside its reference band."""
+    """Rerun the reference configuration; print run, metric, reference, tolerance, observed and verdict; exit 1 when
+    any metric moved beyond its tolerance (either way) or a run failed."""
+    import json
+
     from bench.runs.check import run_check, update_reference
     from bench.runs.launchers import LocalLauncher
 
+    def progress(message: str) -> None:
+        typer.echo(message, err=as_json)
+
     if update:
         command = f"bench check --update --reference {reference} --results-dir {results_dir}"
-        path = update_reference(reference, results_dir, command, LocalLauncher(jobs), force, typer.echo)
+        path = update_reference(reference, results_dir, command, LocalLauncher(jobs), force, progress)
         typer.echo(f"wrote {path}")
         return
-    problems = run_check(reference, results_dir, LocalLauncher(jobs), force, typer.echo)
-    for problem in problems:
+    algos = [name.strip() for name in only.split(",") if name.strip()] if only else None
+    result = run_check(reference, results_dir, LocalLauncher(jobs), force, progress, algos)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        typer.echo(result.table())
+        if result.seed_noise():
+            typer.echo("moved more than seed noise (report only): " + "; ".join(result.seed_noise()))
+    for problem in result.problems():
         typer.secho(f"FAIL {problem}", fg=typer.colors.RED, err=True)
-    if problems:
+    if not result.passed:
         raise typer.Exit(code=1)
-    typer.echo(f"check passed: every metric inside its band ({reference / 'metrics.json'})")
+    typer.echo(f"check passed in {result.seconds:.0f} s: every metric within its tolerance "
+               f"({reference / 'metrics.json'})", err=as_json)
 
 
 @app.command("sft-data")

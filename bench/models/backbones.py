@@ -1,8 +1,11 @@
-"""Backbone registry: CLI names -> language models with their tokenizers, loaded the same way for every method.
+"""Backbones: CLI names (`bench.models.registry`) -> language models with their tokenizers, loaded the same way
+for every method.
 
-Three kinds of backbone:
+Four kinds of backbone:
 - tiny ones (`tiny`, `tiny-m`), built locally from the task's text (see `bench.models.tiny`);
-- registered real ones (`qwen2.5-0.5b`, ..., `llama3.1-8b`), loaded from the Hugging Face cache, never downloaded
+- `smollm2-135m`, a real instruct model whose 4-bit GGUF ships in a pip package, converted once into a plain
+  checkpoint under the cache (see `bench.models.gguf`; installs offline);
+- registered hub ones (`qwen2.5-0.5b`, ..., `llama3.1-8b`), loaded from the Hugging Face cache, never downloaded
   unless BENCH_ALLOW_DOWNLOAD=1 (offline first);
 - any local model directory or hub id (a name containing '/').
 
@@ -20,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, UnknownNameError
+from bench.models.gguf import ensure_converted, is_converted
+from bench.models.registry import BackboneSpec, list_backbones, resolve_backbone
 from bench.models.tiny import (
     FALLBACK_CORPUS,
-    TinyConfig,
     build_tokenizer,
     content_key,
     ensure_tiny,
@@ -33,61 +37,6 @@ from bench.models.tiny import (
 
 STANDIN_VOCAB_SIZE = 1000
 """Target vocabulary of the stand-in tokenizer used with `random_init` real architectures."""
-
-
-@dataclass(frozen=True)
-class ArchConfig:
-    """The numbers of a real model's public config.json that fix its architecture and size."""
-
-    model_type: str
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    intermediate_size: int
-    vocab_size: int
-    rope_theta: float
-    max_position_embeddings: int
-    tie_word_embeddings: bool
-    rms_norm_eps: float
-    head_dim: int | None = None
-    rope_scaling: tuple[tuple[str, Any], ...] = ()
-
-    def to_hf_config(self, token_ids: dict[str, int]) -> Any:
-        """The transformers config of this architecture, with the given bos/eos/pad ids."""
-        from transformers import AutoConfig
-
-        rope = {"rope_type": "default", "rope_theta": self.rope_theta} | dict(self.rope_scaling)
-        extra = {"head_dim": self.head_dim} if self.head_dim is not None else {}
-        return AutoConfig.for_model(
-            self.model_type,
-            vocab_size=self.vocab_size,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
-            num_hidden_layers=self.num_layers,
-            num_attention_heads=self.num_heads,
-            num_key_value_heads=self.num_kv_heads,
-            max_position_embeddings=self.max_position_embeddings,
-            rms_norm_eps=self.rms_norm_eps,
-            rope_parameters=rope,
-            tie_word_embeddings=self.tie_word_embeddings,
-            bos_token_id=token_ids["bos"],
-            eos_token_id=token_ids["eot"],
-            pad_token_id=token_ids["pad"],
-            **extra,
-        )
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What a backbone name resolves to. Exactly one of `hf_id` (hub id or local directory) and `tiny` is set;
-    `arch` is set for registered real models (used by `random_init`)."""
-
-    name: str
-    hf_id: str | None
-    tiny: TinyConfig | None
-    params: str
-    arch: ArchConfig | None = None
 
 
 @dataclass
@@ -103,81 +52,9 @@ class Backbone:
     random_init: bool = False
 
 
-_LLAMA3_ROPE_1B_3B = (
-    ("rope_type", "llama3"),
-    ("factor", 32.0),
-    ("low_freq_factor", 1.0),
-    ("high_freq_factor", 4.0),
-    ("original_max_position_embeddings", 8192),
-)
-_LLAMA3_ROPE_8B = (
-    ("rope_type", "llama3"),
-    ("factor", 8.0),
-    ("low_freq_factor", 1.0),
-    ("high_freq_factor", 4.0),
-    ("original_max_position_embeddings", 8192),
-)
-
-_REGISTRY: tuple[BackboneSpec, ...] = (
-    BackboneSpec("tiny", None, TinyConfig("tiny", 64, 2, 4, 2, 256, 800), "~0.2M (Llama arch, built locally)"),
-    BackboneSpec("tiny-m", None, TinyConfig("tiny-m", 256, 4, 8, 4, 1024, 2000), "~4.5M (Llama arch, built locally)"),
-    BackboneSpec(
-        "qwen2.5-0.5b",
-        "Qwen/Qwen2.5-0.5B-Instruct",
-        None,
-        "494M",
-        ArchConfig("qwen2", 896, 24, 14, 2, 4864, 151936, 1000000.0, 32768, True, 1e-6),
-    ),
-    BackboneSpec(
-        "qwen2.5-1.5b",
-        "Qwen/Qwen2.5-1.5B-Instruct",
-        None,
-        "1.54B",
-        ArchConfig("qwen2", 1536, 28, 12, 2, 8960, 151936, 1000000.0, 32768, True, 1e-6),
-    ),
-    BackboneSpec(
-        "llama3.2-1b",
-        "meta-llama/Llama-3.2-1B-Instruct",
-        None,
-        "1.24B",
-        ArchConfig("llama", 2048, 16, 32, 8, 8192, 128256, 500000.0, 131072, True, 1e-5, 64, _LLAMA3_ROPE_1B_3B),
-    ),
-    BackboneSpec(
-        "llama3.2-3b",
-        "meta-llama/Llama-3.2-3B-Instruct",
-        None,
-        "3.21B",
-        ArchConfig("llama", 3072, 28, 24, 8, 8192, 128256, 500000.0, 131072, True, 1e-5, 128, _LLAMA3_ROPE_1B_3B),
-    ),
-    BackboneSpec(
-        "llama3.1-8b",
-        "meta-llama/Llama-3.1-8B-Instruct",
-        None,
-        "8.03B",
-        ArchConfig("llama", 4096, 32, 32, 8, 14336, 128256, 500000.0, 131072, False, 1e-5, 128, _LLAMA3_ROPE_8B),
-    ),
-)
-
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _HASH_WHOLE_FILE_BELOW = 8 << 20
 _HASH_EDGE_BYTES = 1 << 20
-
-
-def list_backbones() -> list[BackboneSpec]:
-    """The registered backbones, in listing order."""
-    return list(_REGISTRY)
-
-
-def resolve_backbone(name: str) -> BackboneSpec:
-    """Registered name, existing local directory, or hub id ('/' in it) -> spec; else UnknownNameError."""
-    for spec in _REGISTRY:
-        if spec.name == name:
-            return spec
-    if Path(name).expanduser().is_dir():
-        return BackboneSpec(name, str(Path(name).expanduser()), None, "local directory")
-    if "/" in name:
-        return BackboneSpec(name, name, None, "hub model")
-    raise UnknownNameError("backbone", name, [spec.name for spec in _REGISTRY])
 
 
 def default_cache_dir() -> Path:
@@ -203,6 +80,8 @@ def backbone_path(
     spec = resolve_backbone(name)
     if spec.tiny is not None:
         return ensure_tiny(spec.tiny, corpus, seed, cache_dir or default_cache_dir())
+    if spec.gguf is not None:
+        return ensure_converted(spec.gguf, spec.name, cache_dir or default_cache_dir())
     assert spec.hf_id is not None
     local = Path(spec.hf_id)
     if local.is_dir():
@@ -242,6 +121,34 @@ def load_backbone(
     return Backbone(spec, model, tokenizer, path, fingerprint_dir(path))
 
 
+def require_weights(name: str) -> None:
+    """Raise a one-line BenchError when a real backbone's weights are absent, before any work and without building
+    anything (tiny backbones are built on demand; a GGUF package only needs to be installed)."""
+    spec = resolve_backbone(name)
+    if spec.gguf is not None:
+        spec.gguf.require(spec.name)
+    elif spec.tiny is None:
+        backbone_path(name)
+
+
+def weights_status(spec: BackboneSpec, cache_dir: Path | None = None) -> tuple[str, str]:
+    """(where a backbone's weights come from, whether they are present here) for `bench models`; offline."""
+    cache = cache_dir or default_cache_dir() / "backbones"
+    if spec.tiny is not None:
+        return "built locally from the dataset's text (BPE tokenizer + random init)", "built on first use"
+    if spec.gguf is not None:
+        if spec.gguf.locate() is None:
+            return spec.gguf.describe(), f"absent: {spec.gguf.install_command}"
+        converted = is_converted(spec.gguf, spec.name, cache)
+        return spec.gguf.describe(), "present (converted)" if converted else "present (converted on first use)"
+    assert spec.hf_id is not None
+    try:
+        _hub_snapshot(spec, allow_download=False)
+    except BenchError:
+        return f"Hugging Face {spec.hf_id}", f"absent from {hf_hub_cache()} (hf download {spec.hf_id})"
+    return f"Hugging Face {spec.hf_id}", "present"
+
+
 def fingerprint_dir(path: Path) -> str:
     """A stable hash of a model directory's files: full content for small files (configs, tokenizer, tiny
     weights), and name, size and first/last MiB for large weight files (fast on multi-GB checkpoints, and stable
@@ -260,15 +167,15 @@ def fingerprint_dir(path: Path) -> str:
     return digest.hexdigest()[:32]
 
 
-def _hub_snapshot(spec: BackboneSpec) -> Path:
+def _hub_snapshot(spec: BackboneSpec, allow_download: bool = True) -> Path:
     """The cached snapshot directory of a hub model, checked to hold a config and weights, without network
-    unless BENCH_ALLOW_DOWNLOAD=1 (and HF_HUB_OFFLINE unset)."""
+    unless `allow_download` and BENCH_ALLOW_DOWNLOAD=1 (and HF_HUB_OFFLINE unset)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
     assert spec.hf_id is not None
     cache = hf_hub_cache()
-    online = _env_flag("BENCH_ALLOW_DOWNLOAD") and not _env_flag("HF_HUB_OFFLINE")
+    online = allow_download and _env_flag("BENCH_ALLOW_DOWNLOAD") and not _env_flag("HF_HUB_OFFLINE")
     where = f"the Hugging Face cache {cache}" if spec.arch else f"a local directory or the Hugging Face cache {cache}"
     missing = (
         f"Backbone '{spec.name}': weights for {spec.hf_id} not found in {where}; set HF_HOME to a cache that has "
@@ -304,7 +211,7 @@ def _load_random_init(
     `AutoTokenizer` would substitute `Qwen2Tokenizer` and change the splitting.
     """
     if spec.arch is None:
-        known = [s.name for s in _REGISTRY if s.arch is not None]
+        known = [s.name for s in list_backbones() if s.arch is not None]
         raise BenchError(f"random_init needs a registered real backbone ({', '.join(known)}), not '{spec.name}'.")
     import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast

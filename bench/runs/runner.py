@@ -1,13 +1,21 @@
 """Executing one run: spec -> method predictions -> the one evaluator -> files in the run folder.
 
-Flow: skip when metrics.json exists (unless forced); write spec.json and environment.json; load the dataset; ask the
-method for raw text per evaluation example; score under the spec's protocol (and the other protocol, for
-comparison with the paper); write examples.jsonl, summary.json, then metrics.json last (marks completion).
+Flow: skip when metrics.json exists (unless forced); take the run folder's OS lock; write spec.json and
+environment.json; load the dataset; ask the method for raw text per evaluation example; score under the spec's
+protocol (and the other protocol, for comparison with the paper); write examples.jsonl, summary.json, then
+metrics.json last (marks completion).
+
+Two processes that need the same run folder (`--algo grpo` and `--algo rank_grpo` sharing one SFT warm start, two
+matrix workers) never build it at once: the second waits on the folder's `.lock` (`filelock`, an OS lock that the
+kernel releases when its holder dies, so a killed process never blocks the next), says so, and then reuses the run
+the first completed. Under one multi-process launch (`accelerate launch`, WORLD_SIZE > 1) the processes build the
+run together and rank 0 alone writes, so no lock is taken there.
 """
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,33 +49,66 @@ def is_main_process() -> bool:
 
 def check_backbone_available(spec: RunSpec) -> None:
     """Fail before any work when a real backbone's weights are absent (tiny ones are built on demand)."""
-    from bench.models.backbones import backbone_path, resolve_backbone
+    from bench.models.backbones import require_weights
 
-    if spec.model.startswith("openai:") or spec.random_init or resolve_backbone(spec.model).tiny is not None:
+    if spec.model.startswith("openai:") or spec.random_init:
         return
-    backbone_path(spec.model)
+    require_weights(spec.model)
+
+
+@contextmanager
+def run_lock(folder: RunFolder, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold the OS lock of a run folder for the duration; wait (and say so) while another process holds it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(folder.lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"waiting for {folder.root.name}: another process is building this run (lock {folder.lock_path})")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir: Path | None = None,
-            log: Callable[[str], None] = print, progress: bool = True) -> RunOutcome:
-    """Run `spec` (or skip it when already complete) and return its metrics."""
-    from bench.runs.environment import describe_environment
-
+            log: Callable[[str], None] = print, progress: bool = True, report_to: str = "none") -> RunOutcome:
+    """Run `spec` (or skip it when already complete, also when another process completed it while this one waited
+    for the folder's lock) and return its metrics. `report_to` goes to the trainers (transformers reporting)."""
     folder = RunFolder(runs_dir(results_dir) / spec.run_id)
     if folder.is_complete() and not force:
         return RunOutcome(spec.run_id, folder.root, read_json(folder.metrics_path), skipped=True)
-    info, predict = get_method(spec.algo)
+    info, _ = get_method(spec.algo)
     if info.needs_model:
         check_backbone_available(spec)
-    writer = is_main_process()
     folder.root.mkdir(parents=True, exist_ok=True)
+    with run_lock(folder, log):
+        if folder.is_complete() and not force:
+            log(f"run {spec.run_id} was completed by another process; reusing it")
+            return RunOutcome(spec.run_id, folder.root, read_json(folder.metrics_path), skipped=True)
+        return _build(spec, folder, results_dir, force, cache_dir, log, progress, report_to)
+
+
+def _build(spec: RunSpec, folder: RunFolder, results_dir: Path, force: bool, cache_dir: Path | None,
+           log: Callable[[str], None], progress: bool, report_to: str) -> RunOutcome:
+    """Predict, evaluate and write the run folder (the caller holds its lock)."""
+    from bench.runs.environment import describe_environment
+
+    info, predict = get_method(spec.algo)
+    writer = is_main_process()
     if writer and force and folder.metrics_path.exists():
         folder.metrics_path.unlink()
     if writer:
         atomic_write_json(folder.spec_path, spec.to_json())
         atomic_write_json(folder.environment_path, describe_environment())
     dataset = load_dataset(spec.dataset, spec.catalog)
-    context = RunContext(spec, dataset, folder, cache_dir or default_cache_dir(), results_dir, log, progress)
+    context = RunContext(spec, dataset, folder, cache_dir or default_cache_dir(), results_dir, log, progress,
+                         report_to)
     examples = context.eval_examples()
     log(f"run {spec.run_id}: {info.name} on {spec.model}, {len(examples)} {spec.split} examples")
     start = time.perf_counter()

@@ -30,6 +30,7 @@ ALGORITHMS: dict[str, MethodInfo] = {info.name: info for info in (
     MethodInfo("zero_shot", "baselines.zero_shot", False, True, "the backbone prompted as is (local or endpoint)"),
     MethodInfo("popularity", "baselines.popularity", False, False, "most mentioned items in training"),
     MethodInfo("ease", "baselines.ease", False, False, "EASE item-item model on training co-mentions"),
+    MethodInfo("random", "baselines.random_items", False, False, "20 catalog items drawn uniformly (seeded): chance"),
     MethodInfo("crag", "baselines.crag", False, True, "collaborative retrieval + LLM reflection (CRAG)"),
     MethodInfo("sft", "algorithms.sft", True, True, "supervised fine-tuning on demonstrations (TRL SFTTrainer)"),
     MethodInfo("grpo", "algorithms.rl", True, True, "GRPO, token-level ratio, NDCG@20 reward (TRL)"),

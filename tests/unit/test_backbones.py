@@ -48,8 +48,10 @@ def offline_empty_hf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_registry_lists_tiny_and_real_backbones() -> None:
     specs = {spec.name: spec for spec in list_backbones()}
-    assert set(specs) == {"tiny", "tiny-m", *REAL}
+    assert set(specs) == {"tiny", "tiny-m", "smollm2-135m", *REAL}
     assert specs["tiny"].tiny is not None and specs["tiny"].hf_id is None
+    smol = specs["smollm2-135m"]
+    assert smol.gguf is not None and smol.hf_id is None and smol.tiny is None and smol.arch is not None
     for name, hf_id in REAL.items():
         assert specs[name].hf_id == hf_id and specs[name].arch is not None and specs[name].tiny is None
 
