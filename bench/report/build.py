@@ -1,48 +1,61 @@
 """`bench report`: every table and figure rebuilt from the run folders alone.
 
-For each comparable group of runs (dataset, backbone, preset; `report_data`) it writes, under `<out>/<group>/`:
-`main.md`, `main.csv`, `main.tex` (methods x metrics, CIs, significance marks; `report_tables`), `comparisons.csv`
-(every paired test with raw and Holm-adjusted p-values), `steps_to_reach.md` / `.csv` (trained methods),
-`convergence.png` and `hit_rate.png` (`report_plots`). `<out>/report.md` gathers them; `--html` adds one
-self-contained `<out>/report.html`. Same run folders in, same files out: resampling uses fixed seeds, ordering is by
-name, nothing depends on the clock.
+For each comparable group of runs (dataset, backbone, preset; `data.group_runs`) it writes, under `<out>/<group>/`:
+`main.md` (the lead table and all metrics), `main.csv` / `main.tex` (all metrics with CIs), `comparisons.csv` (the
+tested family: differences, CIs, p-values raw and Holm-adjusted, probability of improvement, detectable difference),
+`steps_to_reach.csv`, `auc.csv` (trained methods), and the figures `forest.png`, `convergence.png`, `recall_at_k.png`,
+`hit_rate.png`. `<out>/report.md` gathers them (leading with the primary metric and the forest plot; the wide tables
+below), `<out>/report.json` holds the machine-readable contract (README), and `--html` adds one self-contained
+`<out>/report.html`. Same run folders in, same files out: resampling uses fixed seeds, ordering is by name.
 """
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.errors import BenchError
-from bench.report.data import Group, group_runs, load_runs
-from bench.report.html import Block, Section, html_page, markdown_page
-from bench.report.plots import convergence_plot, hit_rate_plot
+from bench.report.analysis import (
+    POWER,
+    RELIABLE_SEEDS,
+    AnalysisOptions,
+    TableAnalysis,
+    analyse,
+)
+from bench.report.curves import area_under_curves, method_curves, steps_to_reach
+from bench.report.data import MEAN_COLUMNS, Group, group_runs, load_runs
+from bench.report.html import Block, Figure, Section, html_page, markdown_page
+from bench.report.plots import (
+    convergence_plot,
+    forest_plot,
+    hit_rate_plot,
+    recall_at_k_plot,
+)
+from bench.report.stats import minimum_detectable_difference, p_floor
 from bench.report.tables import (
+    all_metrics_csv,
+    all_metrics_table,
+    area_table,
     comparisons_table,
-    default_target,
-    legend,
-    main_csv_table,
-    main_latex_table,
-    main_table,
-    main_text_table,
-    steps_text_table,
-    steps_to_reach,
+    lead_table,
+    power_table,
+    steps_table,
 )
 from bench.runs.folders import atomic_write_text
 
 TITLE = "bench report"
 CURVE_METRICS = ("ndcg@20", "recall@20")
+UNRELIABLE_NOTE = f"* fewer than {RELIABLE_SEEDS} seeds: interval unreliable (too few seeds to estimate seed spread)."
 
 
 @dataclass(frozen=True)
 class ReportOptions:
-    baseline: str = "popularity"
-    metric: str = "ndcg@20"
-    """The validation metric of the steps-to-reach table (and the first convergence panel)."""
+    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
     target: float | None = None
-    """Steps-to-reach target; None: `target_fraction` of the best final validation value in the group."""
-    target_fraction: float = 0.9
-    alpha: float = 0.05
-    n_bootstrap: int = 1000
-    n_permutations: int = 10_000
+    """Steps-to-reach target given outright; None: `target_fraction` of the SFT-to-best range."""
+    target_fraction: float = 0.5
+    auc_budget: float | None = None
+    """RL steps of the area under the validation curve; None: the last step every RL seed logged."""
     html: bool = False
 
 
@@ -50,59 +63,149 @@ class ReportOptions:
 class ReportResult:
     files: tuple[Path, ...]
     notes: tuple[str, ...]
+    report: dict[str, Any]
+    """The `report.json` object."""
 
 
-def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[Section, list[Path]]:
-    """Write one group's files; return its section of the pages and the files written."""
+def _legend(analysis: TableAnalysis) -> str:
+    options = analysis.options
+    m = len(analysis.comparisons)
+    return (f"Primary metric {options.primary}, {analysis.n_examples} test examples. Cells: mean over runs [95% "
+            f"two-level bootstrap CI: seeds resampled, one draw of test examples shared by all seeds and methods; "
+            f"{options.n_bootstrap} replicates]. A deterministic method (identical seed folders) is one run. "
+            f"{UNRELIABLE_NOTE} Δ = method - comparator (▲ higher, ▼ lower); its CI comes from the same bootstrap. "
+            f"p: two-sided permutation test whose unit is the seed (paired by seed where runs share an SFT start; "
+            f"test examples only when both methods are deterministic), then Holm over the family of {m} "
+            f"comparisons (every method against {analysis.reference} and against {analysis.baseline}, primary "
+            f"metric only), alpha {options.alpha}; (sig.) marks Holm p < alpha. \"≤ x (floor)\": the smallest p "
+            f"the test can give with these runs. P(better): probability that a run of the method beats a run of "
+            f"the comparator (Agarwal et al. 2021), with its bootstrap CI. \"untested\": no test of that pair. "
+            f"Other metrics have intervals and no tests (below).")
+
+
+
+def _seeds_needed(level: float, paired: bool) -> int:
+    """Fewest seeds per method whose permutation test can reach `level` (paired, or n + n unpaired)."""
+    return next(n for n in range(1, 64) if p_floor(n, n, paired, 10**12) <= level)
+
+
+def _power_text(analysis: TableAnalysis) -> str:
+    alpha, m = analysis.options.alpha, max(1, len(analysis.comparisons))
+    factor = minimum_detectable_difference(1.0, alpha, POWER)
+    return (f"Minimum detectable difference MDD = (z(1 - alpha/2) + z(power)) x SE(Δ) = {factor:.2f} x SE(Δ) "
+            f"(normal approximation; alpha {alpha} two-sided, before Holm; power {POWER}; SE(Δ) the bootstrap "
+            f"standard deviation of the difference). A permutation test over n seeds cannot give p below its floor "
+            f"(2/2^n paired, 2/C(2n, n) for n + n unpaired): when the floor exceeds alpha no difference is "
+            f"detectable, and \"not significant\" means too few seeds, not no effect. Reaching alpha {alpha} needs "
+            f"{_seeds_needed(alpha, True)} paired seeds or {_seeds_needed(alpha, False)} + "
+            f"{_seeds_needed(alpha, False)} unpaired; the smallest p of a Holm family of {m} must be below "
+            f"alpha/{m} = {alpha / m:.4f}: {_seeds_needed(alpha / m, True)} paired seeds or "
+            f"{_seeds_needed(alpha / m, False)} + {_seeds_needed(alpha / m, False)} unpaired.")
+
+
+def _curve_blocks(group: Group, analysis: TableAnalysis, folder: Path, options: ReportOptions,
+                  outputs: dict[str, str]) -> list[Block]:
+    records = [run for runs in group.methods.values() for run in runs]
+    curves, notes = method_curves(analysis.methods, records)
+    if not curves:
+        return []
+    primary = analysis.options.primary
+    metrics = tuple(dict.fromkeys((primary, *CURVE_METRICS)))
+    sizes = sorted({run.spec.settings.validation_size for name in curves for run in analysis.methods[name].runs})
+    blocks: list[Block] = [f"Validation curves ({', '.join(map(str, sizes))} validation prompts, greedy). "
+                           + " ".join(notes)]
+    if convergence_plot(curves, metrics, group.key.title, folder / "convergence.png"):
+        blocks.append(Figure(folder / "convergence.png",
+                             f"Validation {', '.join(metrics)} on {', '.join(map(str, sizes))} validation prompts "
+                             f"against the cumulative step (SFT steps, then RL: RL step 0 is SFT's last step) and "
+                             f"cumulative wall time. Thin lines: one seed each; thick: mean over seeds."))
+    steps = steps_to_reach(curves, primary, options.target_fraction, options.target)
+    if steps is not None:
+        outputs["steps_to_reach.csv"] = steps_table(steps).to_csv()
+        origin = ("given outright" if steps.fraction is None else
+                  f"declared as SFT start {steps.start:.4f} + {steps.fraction:g} x (best mean final {steps.best:.4f}"
+                  f" - SFT start)")
+        blocks += [(f"Steps to reach validation {primary} ≥ {steps.target:.4f} ({origin}). A seed reaches it at "
+                    f"its first validation after its own step 0; seeds that never do are counted (k of n) and "
+                    f"the median treats them as beyond the last step. Steps and wall time are cumulative, SFT "
+                    f"included."), steps_table(steps)]
+    area = area_under_curves(curves, primary, options.auc_budget, analysis.options.n_bootstrap,
+                             analysis.options.seed)
+    if area is not None:
+        budget, rows = area
+        outputs["auc.csv"] = area_table(primary, budget, rows).to_csv()
+        blocks += [(f"Area under the validation curve at a fixed budget of {budget:.0f} RL steps (mean validation "
+                    f"{primary} over RL steps 0-{budget:.0f}, trapezoid), 95% CI from resampling seeds only "
+                    f"(validation examples are not stored per point). {UNRELIABLE_NOTE}"),
+                   area_table(primary, budget, rows)]
+    return blocks
+
+
+def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[list[Section], TableAnalysis,
+                                                                             list[Path]]:
+    """Write one group's files; return its sections of the pages, its analysis and the files written."""
     folder = out / group.key.slug
     folder.mkdir(parents=True, exist_ok=True)
-    table = main_table(group, options.baseline, options.alpha, options.n_bootstrap, options.n_permutations)
-    text_table = main_text_table(table)
-    outputs = {"main.md": text_table.to_markdown(), "main.csv": main_csv_table(table).to_csv(),
-               "main.tex": main_latex_table(table).to_latex(), "comparisons.csv": comparisons_table(table).to_csv()}
-    blocks: list[Block] = [text_table, legend(table), f"Every test: {group.key.slug}/comparisons.csv."]
-    target = options.target if options.target is not None else default_target(group, options.metric,
-                                                                             options.target_fraction)
-    if target is not None:
-        steps = steps_to_reach(group, options.metric, target)
-        steps_table = steps_text_table(steps)
-        outputs["steps_to_reach.md"] = steps_table.to_markdown()
-        outputs["steps_to_reach.csv"] = steps_table.to_csv()
-        origin = ("given" if options.target is not None
-                  else f"{options.target_fraction:g} x the best final validation {options.metric}")
-        blocks += [f"Steps to reach validation {options.metric} >= {target:.4f} ({origin}; mean over the seeds "
-                   f"that reach it; each method counts its own steps: SFT from the backbone, RL from its SFT "
-                   f"start):", steps_table]
+    analysis = analyse(group, options.analysis)
+    lead, wide = lead_table(analysis), all_metrics_table(analysis)
+    outputs = {"main.md": lead.to_markdown() + "\n" + wide.to_markdown(), "main.csv": all_metrics_csv(analysis).to_csv(),
+               "main.tex": wide.to_latex(), "comparisons.csv": comparisons_table(analysis).to_csv()}
+    lead_blocks: list[Block] = [lead, _legend(analysis), *analysis.notes]
+    if forest_plot(analysis, folder / "forest.png"):
+        lead_blocks.append(Figure(folder / "forest.png",
+                                  f"Difference in test {analysis.options.primary} of each method to the reference "
+                                  f"method ({analysis.reference}) and to the baseline ({analysis.baseline}), with "
+                                  f"95% two-level bootstrap CIs; a CI crossing 0 is compatible with no difference."))
+    power_blocks: list[Block] = [_power_text(analysis), power_table(analysis)]
+    curve_blocks = _curve_blocks(group, analysis, folder, options, outputs)
+    figure_blocks: list[Block] = []
+    if recall_at_k_plot(analysis, folder / "recall_at_k.png"):
+        figure_blocks.append(Figure(folder / "recall_at_k.png", "Test Recall@k against k, mean over runs with "
+                                    "its 95% two-level bootstrap CI band."))
+    if hit_rate_plot(analysis, folder / "hit_rate.png"):
+        figure_blocks.append(Figure(folder / "hit_rate.png", "Share of test examples whose recommendation at "
+                                    "each rank is a hit, mean over runs."))
+    wide_blocks: list[Block] = [(f"Means [95% CIs] as above; not tested (only {analysis.options.primary} is). "
+                                 f"{UNRELIABLE_NOTE} Numbers in full: {group.key.slug}/main.csv; tests: "
+                                 f"{group.key.slug}/comparisons.csv."), wide]
     written = []
     for name, text in outputs.items():
         atomic_write_text(folder / name, text)
         written.append(folder / name)
-    metrics = tuple(dict.fromkeys((options.metric, *CURVE_METRICS)))
-    for name, draw in (("convergence.png", lambda path: convergence_plot(group, metrics, path)),
-                       ("hit_rate.png", lambda path: hit_rate_plot(group, path))):
-        if draw(folder / name):
-            blocks.append(folder / name)
-            written.append(folder / name)
-    return Section(group.key.title, tuple(blocks)), written
+    written += sorted(folder.glob("*.png"))
+    sections = [Section(group.key.title, tuple(lead_blocks)),
+                Section("Power: what these runs could detect", tuple(power_blocks), level=3)]
+    if curve_blocks:
+        sections.append(Section("Training curves", tuple(curve_blocks), level=3))
+    sections += [Section("Recall at k and hit rate per rank", tuple(figure_blocks), level=3),
+                 Section("All metrics", tuple(wide_blocks), level=3)]
+    return sections, analysis, written
 
 
 def build_report(results_dir: Path, out: Path, options: ReportOptions = ReportOptions()) -> ReportResult:
     """Read the complete runs under `results_dir` and write every table, figure and page under `out`."""
+    if options.analysis.primary not in MEAN_COLUMNS:
+        raise BenchError(f"--primary must be one of {', '.join(MEAN_COLUMNS)} (a per-example mean), not "
+                         f"{options.analysis.primary!r}")
     records, notes = load_runs(results_dir)
     if not records:
         raise BenchError(f"no complete runs under {results_dir / 'runs'}" + (f" ({len(notes)} incomplete)"
                                                                              if notes else ""))
     sections: list[Section] = []
     files: list[Path] = []
+    tables = []
     for group in group_runs(records):
-        section, written = _group_section(group, out, options)
-        sections.append(section)
+        group_sections, analysis, written = _group_section(group, out, options)
+        sections += group_sections
         files += written
+        tables.append(analysis.to_json())
     if notes:
         sections.append(Section("Runs left out", tuple(notes)))
+    report = {"tables": tables}
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
     atomic_write_text(out / "report.md", markdown_page(TITLE, sections, out))
-    files.append(out / "report.md")
+    files += [out / "report.json", out / "report.md"]
     if options.html:
         atomic_write_text(out / "report.html", html_page(TITLE, sections))
         files.append(out / "report.html")
-    return ReportResult(tuple(files), tuple(notes))
+    return ReportResult(tuple(files), tuple(notes), report)

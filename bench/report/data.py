@@ -2,9 +2,11 @@
 
 Only files are read (spec.json, metrics.json, summary.json, examples.jsonl, curve.jsonl). A folder without
 metrics.json is incomplete and left out with a note. Runs are comparable when they share dataset, split, protocol,
-preset and evaluation limit; one table is drawn per backbone, and runs without a backbone (popularity, EASE: model
-"none") join every backbone's table of their dataset. Within a table a method is its algorithm name; when one
-algorithm appears with several configurations (e.g. two Rank-GRPO rewards), each gets its configuration digest.
+preset and evaluation limit; one table is drawn per backbone, and runs without a backbone (popularity, EASE,
+random: model "none") join every backbone's table of their dataset. Within a table a method is its
+`RunSpec.method_label` (`rank_grpo`, `rank_grpo+log_decay`, `grpo+mu2`); only when two configurations share a label
+does each get its configuration digest. A method whose runs are identical (same example ids, same per-example scores
+in every seed folder: popularity, EASE, greedy zero-shot) is deterministic and counts as one run.
 """
 
 import re
@@ -19,9 +21,11 @@ import numpy as np
 from bench.errors import BenchError
 from bench.evaluation.metrics import KS
 from bench.runs.folders import RunFolder, read_json, read_jsonl, runs_dir
-from bench.runs.specs import RunSpec, spec_from_json
+from bench.runs.specs import ALGORITHMS, RunSpec, canonical, spec_from_json
 
 NO_MODEL = "none"
+SEEDED_UNTRAINED = ("random",)
+"""Untrained methods whose output depends on the seed: a single run of one is not known to be deterministic."""
 RATIO_COLUMNS = {"in_catalog_rate": ("n_in_catalog", "n_parsed"), "format_rate": ("n_parsed", "n_lines")}
 """Item-level rates: (numerator, denominator) fields of an example's scores."""
 MEAN_COLUMNS = tuple(f"recall@{k}" for k in KS) + tuple(f"ndcg@{k}" for k in KS)
@@ -134,8 +138,6 @@ def _key(spec: RunSpec, model: str) -> GroupKey:
 
 
 def _algo_order(algo: str) -> tuple[int, str]:
-    from bench.runs.specs import ALGORITHMS
-
     names = list(ALGORITHMS)
     return (names.index(algo) if algo in names else len(names), algo)
 
@@ -143,15 +145,37 @@ def _algo_order(algo: str) -> tuple[int, str]:
 def _methods(records: Sequence[RunRecord]) -> dict[str, tuple[RunRecord, ...]]:
     by_config: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for record in records:
-        by_config[(record.spec.algo, record.config)].append(record)
-    configs_per_algo: dict[str, int] = defaultdict(int)
-    for algo, _ in by_config:
-        configs_per_algo[algo] += 1
+        by_config[(record.spec.method_label, record.config)].append(record)
+    configs_per_label: dict[str, int] = defaultdict(int)
+    for label, _ in by_config:
+        configs_per_label[label] += 1
     methods = {}
-    for algo, config in sorted(by_config, key=lambda pair: (_algo_order(pair[0]), pair[1])):
-        label = algo if configs_per_algo[algo] == 1 else f"{algo} [{config}]"
-        methods[label] = tuple(sorted(by_config[(algo, config)], key=lambda run: run.spec.seed))
+    ordered = sorted(by_config, key=lambda pair: (_algo_order(by_config[pair][0].spec.algo), pair[0], pair[1]))
+    for label, config in ordered:
+        name = label if configs_per_label[label] == 1 else f"{label} [{config}]"
+        methods[name] = tuple(sorted(by_config[(label, config)], key=lambda run: run.spec.seed))
     return methods
+
+
+def is_deterministic(runs: Sequence[RunRecord]) -> bool:
+    """True when the runs are one run: several seed folders with identical example ids and per-example scores, or
+    a single run of an untrained method whose output does not depend on the seed."""
+    first = runs[0]
+    if len(runs) == 1:
+        info = ALGORITHMS.get(first.spec.algo)
+        return info is not None and not info.trained and first.spec.algo not in SEEDED_UNTRAINED
+    return all(run.example_ids == first.example_ids
+               and all(np.array_equal(run.columns[name][0], first.columns[name][0])
+                       and np.array_equal(run.columns[name][1], first.columns[name][1]) for name in first.columns)
+               for run in runs[1:])
+
+
+def sft_start(records: Sequence[RunRecord], record: RunRecord) -> RunRecord | None:
+    """The SFT run an RL run started from (same backbone, dataset, seed, preset), when it is among `records`."""
+    if record.spec.algo == "sft" or not any(point for point in record.curve):
+        return None
+    run_id = canonical(replace(record.spec, algo="sft")).run_id
+    return next((other for other in records if other.spec.run_id == run_id), None)
 
 
 def group_runs(records: Sequence[RunRecord]) -> list[Group]:

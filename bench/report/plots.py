@@ -1,9 +1,10 @@
-"""The report's figures (matplotlib, Agg backend, PNG): validation convergence curves and hit rate per rank.
+"""The report's figures (matplotlib, Agg backend, PNG).
 
-Convergence: for each trained method, the validation metric against the training step and against wall time, mean
-over seeds with a min-max band over seeds (wall time at a step is the mean over the seeds that logged it). Steps are
-each method's own: an SFT curve counts SFT steps from the backbone, an RL curve counts RL steps from its SFT start.
-Hit rate per rank: share of test examples whose recommendation at rank r (1..20) hits, mean over seeds.
+- Forest plot: each method's difference to the reference method and to the baseline on the primary metric, with its
+  95% CI (the page's leading figure: what a reader decides from).
+- Convergence: validation metric against the cumulative step (SFT included: RL step 0 sits at SFT's last step) and
+  against cumulative wall time; each seed a thin line, the mean over seeds a thick one.
+- Recall@k against k (test), mean with its 95% CI band; hit rate per rank (test, mean over seeds).
 """
 
 from collections.abc import Sequence
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.evaluation.metrics import N_RANKS
-from bench.report.data import Group, RunRecord
+from bench.evaluation.metrics import KS, N_RANKS
+from bench.report.analysis import TableAnalysis
+from bench.report.curves import SeedCurve
 
 PNG_METADATA = {"Software": None}
 """No matplotlib version stamp in the files: the same inputs give the same bytes across versions."""
@@ -27,66 +29,120 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _curve_series(runs: Sequence[RunRecord], metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                                   np.ndarray]:
-    """(steps, mean wall seconds, mean, min, max) over the seeds that logged each step."""
-    steps = sorted({int(point["step"]) for run in runs for point in run.curve if metric in point})
-    walls, means, lows, highs = [], [], [], []
-    for step in steps:
-        points = [point for run in runs for point in run.curve if int(point["step"]) == step and metric in point]
-        values = [float(point[metric]) for point in points]
-        walls.append(float(np.mean([float(point["wall_seconds"]) for point in points])))
-        means.append(float(np.mean(values)))
-        lows.append(min(values))
-        highs.append(max(values))
-    return np.array(steps), np.array(walls), np.array(means), np.array(lows), np.array(highs)
+def _save(plt, figure, path: Path) -> None:  # type: ignore[no-untyped-def]
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100, metadata=PNG_METADATA)
+    plt.close(figure)
 
 
-def convergence_plot(group: Group, metrics: Sequence[str], path: Path) -> bool:
-    """One row per metric, columns 'vs step' and 'vs wall time'; False (nothing written) without curves."""
-    trained = group.trained()
-    if not trained:
+def forest_plot(analysis: TableAnalysis, path: Path) -> bool:
+    """One panel per comparator (reference, baseline): diff = method - comparator with its CI; False without
+    comparisons."""
+    panels = [(role, name) for role, name in (("reference", analysis.reference), ("baseline", analysis.baseline))
+              if name is not None]
+    rows_per_panel = [[found for method in analysis.methods if (found := analysis.versus(method, name)) is not None]
+                      for _, name in panels]
+    if not any(rows_per_panel):
+        return False
+    plt = _pyplot()
+    height = 0.9 + 0.38 * len(analysis.methods)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), height), squeeze=False)
+    for axis, (role, name), rows in zip(axes[0], panels, rows_per_panel, strict=True):
+        positions = np.arange(len(rows))[::-1]
+        for y, comparison in zip(positions, rows, strict=True):
+            colour = "tab:blue" if not comparison.significant else ("tab:green" if comparison.diff.mean > 0
+                                                                    else "tab:red")
+            axis.errorbar(comparison.diff.mean, y, xerr=[[comparison.diff.mean - comparison.diff.low],
+                                                         [comparison.diff.high - comparison.diff.mean]],
+                          fmt="o", color=colour, capsize=3)
+        axis.axvline(0.0, color="grey", linewidth=1)
+        axis.set_yticks(positions, [c.b for c in rows])
+        axis.set_xlabel(f"{analysis.options.primary}: method - {name} (95% CI)")
+        axis.set_title(f"vs {role} {name}", fontsize=10)
+        axis.grid(alpha=0.3, axis="x")
+    figure.suptitle(f"{analysis.group.key.title}: green/red = significant after Holm, blue = not", fontsize=9)
+    _save(plt, figure, path)
+    return True
+
+
+def _mean_line(curves: Sequence[SeedCurve], metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cumulative steps, mean cumulative wall, mean value) at the steps every seed logged."""
+    common = sorted(set.intersection(*(set(c.steps.tolist()) for c in curves)))
+    steps, walls, values = [], [], []
+    for step in common:
+        picks = [int(np.flatnonzero(c.steps == step)[0]) for c in curves]
+        steps.append(float(np.mean([c.cumulative_steps[i] for c, i in zip(curves, picks, strict=True)])))
+        walls.append(float(np.mean([c.cumulative_walls[i] for c, i in zip(curves, picks, strict=True)])))
+        values.append(float(np.mean([c.values[metric][i] for c, i in zip(curves, picks, strict=True)])))
+    return np.array(steps), np.array(walls), np.array(values)
+
+
+def convergence_plot(curves: dict[str, list[SeedCurve]], metrics: Sequence[str], title: str, path: Path) -> bool:
+    """One row per metric, columns 'vs cumulative step' and 'vs cumulative wall time'; False without curves."""
+    metrics = [m for m in metrics if any(all(m in c.values for c in seeds) for seeds in curves.values())]
+    if not metrics:
         return False
     plt = _pyplot()
     figure, axes = plt.subplots(len(metrics), 2, figsize=(11, 3.6 * len(metrics)), squeeze=False)
     for row, metric in enumerate(metrics):
-        for method, runs in trained.items():
-            steps, walls, mean, low, high = _curve_series(runs, metric)
+        for index, (method, seeds) in enumerate(curves.items()):
+            if not all(metric in c.values for c in seeds):
+                continue
+            colour = f"C{index % 10}"
+            steps, walls, mean = _mean_line(seeds, metric)
             for column, x in enumerate((steps, walls)):
                 axis = axes[row][column]
-                (line,) = axis.plot(x, mean, marker="o", markersize=3, label=method)
-                axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-        for column, xlabel in enumerate(("training step", "wall time (s)")):
+                for curve in seeds:
+                    seed_x = curve.cumulative_steps if column == 0 else curve.cumulative_walls
+                    axis.plot(seed_x, curve.values[metric], color=colour, linewidth=0.7, alpha=0.45)
+                axis.plot(x, mean, color=colour, linewidth=2.4, label=f"{method} ({len(seeds)} seeds)")
+        for column, xlabel in enumerate(("cumulative training step (SFT + RL)", "cumulative wall time (s)")):
             axis = axes[row][column]
             axis.set_xlabel(xlabel)
             axis.set_ylabel(f"validation {metric}")
             axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    figure.suptitle(f"{group.key.title}: validation (mean over seeds, band min-max)", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, format="png", dpi=100, metadata=PNG_METADATA)
-    plt.close(figure)
+    figure.suptitle(title, fontsize=10)
+    _save(plt, figure, path)
     return True
 
 
-def hit_rate_plot(group: Group, path: Path) -> bool:
+def recall_at_k_plot(analysis: TableAnalysis, path: Path) -> bool:
+    """Test Recall@k against k per method, mean with its 95% CI band."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for index, name in enumerate(analysis.methods):
+        cells = [analysis.cells[(name, f"recall@{k}")] for k in KS]
+        colour = f"C{index % 10}"
+        axis.plot(KS, [c.mean for c in cells], marker="o", markersize=3, color=colour, label=name)
+        axis.fill_between(KS, [c.low for c in cells], [c.high for c in cells], color=colour, alpha=0.15, linewidth=0)
+    axis.set_xlabel("k")
+    axis.set_xticks(KS)
+    axis.set_ylabel("test Recall@k (95% CI band)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncol=2)
+    axis.set_title(analysis.group.key.title, fontsize=10)
+    _save(plt, figure, path)
+    return True
+
+
+def hit_rate_plot(analysis: TableAnalysis, path: Path) -> bool:
     """Hit rate at ranks 1..20, one line per method; False without any summary hit rates."""
-    series = {method: [run.summary.get("hit_rate_at_rank") for run in runs] for method, runs in group.methods.items()}
-    series = {method: rates for method, rates in series.items() if rates and all(rates)}
+    series = {name: [run.summary.get("hit_rate_at_rank") for run in method.runs]
+              for name, method in analysis.methods.items()}
+    series = {name: rates for name, rates in series.items() if rates and all(rates)}
     if not series:
         return False
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
     ranks = np.arange(1, N_RANKS + 1)
-    for method, rates in series.items():
-        axis.plot(ranks, np.mean([rate[:N_RANKS] for rate in rates], axis=0), marker="o", markersize=3, label=method)
+    for name, rates in series.items():
+        axis.plot(ranks, np.mean([rate[:N_RANKS] for rate in rates], axis=0), marker="o", markersize=3, label=name)
     axis.set_xlabel("rank")
     axis.set_ylabel("hit rate (test, mean over seeds)")
     axis.set_xticks(ranks)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    axis.set_title(group.key.title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, format="png", dpi=100, metadata=PNG_METADATA)
-    plt.close(figure)
+    axis.legend(fontsize=7, ncol=2)
+    axis.set_title(analysis.group.key.title, fontsize=10)
+    _save(plt, figure, path)
     return True

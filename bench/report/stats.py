@@ -1,28 +1,40 @@
-"""Statistics of the report: bootstrap confidence intervals, a paired significance test, Holm correction.
+"""Statistics of the report: a two-level bootstrap, permutation tests whose unit is the seed, the probability of
+improvement, Holm's correction and the minimum detectable difference.
 
-- Confidence interval of a method's metric: a two-level percentile bootstrap. Each resample draws the seeds with
-  replacement, then, independently for each drawn seed, that seed's test examples with replacement; the resampled
-  value is the mean over the drawn seeds of the metric on the drawn examples. This carries both sources of noise
-  (training/sampling seed and the finite test set). Metrics that are item-level ratios (in-catalog rate = in-catalog
-  items / parsed items) are resampled as ratios of sums, exactly as the evaluator computes them.
-- Paired test: a two-sided paired sign-flip permutation test on the mean per-example difference (per-example metric
-  averaged over seeds, paired by example id). Under the null the sign of each difference is exchangeable; the p-value
-  is the share of sign assignments whose |mean| reaches the observed one (zero differences drop out: their sign
-  changes nothing): exact (all 2^n assignments of the n nonzero differences) when 2^n <= resamples, otherwise from random sign flips with a fixed seed, counted as (hits + 1) / (resamples + 1). Unlike a Wilcoxon
-  test it needs no tie or zero handling (the many zero differences of recall/NDCG simply do not move the mean) and
-  it tests the quantity the table reports, the mean. All differences zero gives p = 1.
-- Holm's step-down correction across all comparisons of one table controls the family-wise error rate.
-
-Every function is deterministic for a given `seed`.
+- **Units.** A trained method's seed is the unit of replication and its test examples are nested in it; every seed
+  scores the *same* test examples. A deterministic method (identical runs) is one run.
+- **Two-level bootstrap** (Efron & Tibshirani 1993, ch. 6; nested as in Agarwal et al. 2021's stratified bootstrap,
+  with examples crossed with seeds). One replicate draws one multiset of example indices, shared by every seed and
+  every method of the table (so a difference keeps its pairing by example), then draws each method's seeds with
+  replacement; the replicate value is the mean over the drawn seeds of each seed's metric on the drawn examples.
+  Example draws become counts per example (weights), so every (method, seed, column) sum of a batch of replicates is one matrix
+  product: 10,000 replicates of a table cost about a second. scipy's `bootstrap` resamples one level only, hence
+  the hand-written resampler. Intervals are percentile intervals widened for few seeds: a percentile interval
+  over n seeds misses the n/(n-1) variance factor and the t tail (Hesterberg 2015, "What teachers should know
+  about the bootstrap", sec. 3.4, the expanded percentile interval), so the seed part of the replicate variance
+  (total minus the variance of the example-only replicates, all seeds kept) is scaled by
+  f^2 = n/(n-1) (t_{n-1, 0.975} / z_{0.975})^2 and the interval's arms by sqrt((f^2 V_seed + V_examples) /
+  V_total); then clipped to the metric's range. In simulation (tests) plain percentile intervals covered 87% with
+  5 seeds and 83% with 3; these cover 96-98%, and up to 99% (conservative) when example noise dominates.
+- **Tests** (`scipy.stats.permutation_test`): on per-seed values, paired by seed (`permutation_type="samples"`,
+  sign flips) when both methods' runs pair up (RL runs of one seed share that seed's SFT start; a deterministic run
+  pairs with every seed), unpaired otherwise (`"independent"`). Two deterministic methods have no seeds: the unit is
+  then the test example (paired sign flips over examples). Exact when all permutations fit in the resamples.
+- **Probability of improvement** P(b > a) (Agarwal et al. 2021): the share of (run of a, run of b) pairs in which b
+  scores higher, ties counted half (the Mann-Whitney statistic over seeds), with a bootstrap CI.
+- **Holm** (Holm 1979): step-down family-wise correction over a declared family.
+- **Minimum detectable difference**: MDD = (z_{1-alpha/2} + z_{power}) x SE(diff) (normal approximation, SE the
+  bootstrap standard deviation of the difference); none when the test's smallest attainable p exceeds alpha.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import comb
 
 import numpy as np
 
-RatioSample = tuple[np.ndarray, np.ndarray]
-"""(numerators, denominators) per test example of one seed; a plain mean has denominators of one."""
+BATCH_ELEMENTS = 4_000_000
+"""Replicates x examples per matrix product: bounds memory (32 MB of weights) for large test sets."""
 
 
 @dataclass(frozen=True)
@@ -32,59 +44,147 @@ class Interval:
     high: float
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Sum ratios along the last axis, 0 where the denominator sums to 0 (as the evaluator does)."""
-    top = numerator.sum(axis=-1)
-    bottom = denominator.sum(axis=-1)
+@dataclass(frozen=True)
+class SeedSample:
+    """One method's per-example (numerator, denominator) arrays, shape (seeds, examples), examples aligned across
+    every method of a table; a plain mean has denominators of one. `seeds` names the rows (for pairing)."""
+
+    numerators: np.ndarray
+    denominators: np.ndarray
+    seeds: tuple[int, ...]
+
+    @property
+    def n_seeds(self) -> int:
+        return int(self.numerators.shape[0])
+
+    def per_seed(self) -> np.ndarray:
+        """Each seed's metric on all examples (a ratio of sums, as the evaluator computes rates)."""
+        return _ratio(self.numerators.sum(axis=1), self.denominators.sum(axis=1))
+
+
+def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     return np.divide(top, bottom, out=np.zeros_like(top, dtype=float), where=bottom != 0)
 
 
-def bootstrap_interval(samples: Sequence[RatioSample], n_resamples: int = 1000, confidence: float = 0.95,
-                       seed: int = 0) -> Interval:
-    """Mean over seeds of the per-seed metric, with a percentile CI from resampling seeds, then examples."""
+def seed_replicates(samples: Sequence[SeedSample], n_resamples: int, seed: int = 0) -> list[np.ndarray]:
+    """Per sample, an array (seeds, n_resamples): each seed's metric on each replicate's example draw, the draw shared
+    by every seed of every sample. Deterministic for a given `seed`."""
     if not samples:
-        raise ValueError("bootstrap_interval needs at least one seed")
-    arrays = [(np.asarray(num, dtype=float), np.asarray(den, dtype=float)) for num, den in samples]
-    point = float(np.mean([_ratio(num, den) for num, den in arrays]))
+        return []
+    n_examples = samples[0].numerators.shape[1]
+    if any(sample.numerators.shape[1] != n_examples for sample in samples):
+        raise ValueError("every sample must score the same examples")
+    tops = np.concatenate([sample.numerators for sample in samples]).T  # (examples, all seeds)
+    bottoms = np.concatenate([sample.denominators for sample in samples]).T
     rng = np.random.default_rng(seed)
-    n_seeds = len(arrays)
-    drawn_seeds = rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
-    values = np.zeros((n_resamples, n_seeds))
-    for slot in range(n_seeds):
-        for seed_index, (num, den) in enumerate(arrays):
-            rows = np.flatnonzero(drawn_seeds[:, slot] == seed_index)
-            if rows.size and num.size:
-                picks = rng.integers(0, num.size, size=(rows.size, num.size))
-                values[rows, slot] = _ratio(num[picks], den[picks])
-    replicates = values.mean(axis=1)
+    values = []
+    batch = max(1, BATCH_ELEMENTS // n_examples)
+    for start in range(0, n_resamples, batch):
+        size = min(batch, n_resamples - start)
+        picks = rng.integers(0, n_examples, size=(size, n_examples)) + np.arange(size)[:, None] * n_examples
+        weights = np.bincount(picks.ravel(), minlength=size * n_examples).reshape(size, n_examples).astype(float)
+        values.append(_ratio(weights @ tops, weights @ bottoms).T)
+    stacked = np.concatenate(values, axis=1)
+    bounds = np.cumsum([0] + [sample.n_seeds for sample in samples])
+    return [stacked[bounds[i]:bounds[i + 1]] for i in range(len(samples))]
+
+
+def draw_seeds(n_seeds: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Seed rows drawn with replacement, (n_resamples, n_seeds)."""
+    return np.random.default_rng(seed).integers(0, n_seeds, size=(n_resamples, n_seeds))
+
+
+def resampled_means(replicates: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Per replicate, the mean over the drawn seeds: replicates (seeds, R), draws (R, seeds) -> (R,)."""
+    columns = np.arange(replicates.shape[1])[:, None]
+    return replicates[draws, columns].mean(axis=1)
+
+
+def seed_factor(n_seeds: int, confidence: float = 0.95) -> float:
+    """f = sqrt(n/(n-1)) t_{n-1, 1-alpha/2} / z_{1-alpha/2}: how much wider an interval over n seeds must be; 1 for
+    a single run (its units, the test examples, are many)."""
+    from scipy.stats import norm, t
+
+    if n_seeds < 2:
+        return 1.0
+    tail = 1 - (1 - confidence) / 2
+    return float(np.sqrt(n_seeds / (n_seeds - 1)) * t.ppf(tail, n_seeds - 1) / norm.ppf(tail))
+
+
+def widened_interval(point: float, replicates: np.ndarray, example_only: np.ndarray, n_seeds: int,
+                     bounds: tuple[float, float] = (0.0, 1.0), confidence: float = 0.95) -> Interval:
+    """The percentile interval of `replicates` (seeds and examples resampled), its arms widened by the seed factor
+    on the seed part of the variance (`example_only`: the same replicates with every seed kept), clipped to
+    `bounds`."""
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(replicates, [tail, 100 - tail])
-    return Interval(point, float(low), float(high))
+    total, examples = float(replicates.var()), float(example_only.var())
+    scale = 1.0
+    if total > 0 and n_seeds > 1:
+        scale = float(np.sqrt((seed_factor(n_seeds, confidence) ** 2 * max(0.0, total - examples) + examples) / total))
+    return Interval(point, float(max(bounds[0], point - scale * (point - low))),
+                    float(min(bounds[1], point + scale * (high - point))))
 
 
-def paired_permutation_test(a: Sequence[float], b: Sequence[float], n_resamples: int = 10_000,
-                            seed: int = 0) -> float:
-    """Two-sided p-value of mean(a - b) != 0 for paired samples (sign-flip permutation test)."""
+def bootstrap_interval(sample: SeedSample, n_resamples: int = 10_000, confidence: float = 0.95,
+                       seed: int = 0) -> Interval:
+    """One method alone: the mean over seeds with its two-level CI; identical seeds are one run."""
+    if sample.n_seeds > 1 and all(np.array_equal(row, sample.numerators[0]) for row in sample.numerators[1:]) and all(
+            np.array_equal(row, sample.denominators[0]) for row in sample.denominators[1:]):
+        sample = SeedSample(sample.numerators[:1], sample.denominators[:1], sample.seeds[:1])
+    (replicates,) = seed_replicates([sample], n_resamples, seed)
+    means = resampled_means(replicates, draw_seeds(sample.n_seeds, n_resamples, seed + 1))
+    return widened_interval(float(sample.per_seed().mean()), means, replicates.mean(axis=0), sample.n_seeds,
+                            confidence=confidence)
+
+
+def probability_of_improvement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P(b > a) over all pairs of runs, ties half; a (..., n_a), b (..., n_b) -> (...)."""
+    wins = (b[..., None, :] > a[..., :, None]).mean(axis=(-2, -1))
+    ties = (b[..., None, :] == a[..., :, None]).mean(axis=(-2, -1))
+    return wins + 0.5 * ties
+
+
+def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(y, axis=axis) - np.mean(x, axis=axis)
+
+
+def _paired_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(y - x, axis=axis)
+
+
+def permutation_p_value(a: np.ndarray, b: np.ndarray, paired: bool, n_resamples: int = 10_000,
+                        seed: int = 0) -> float:
+    """Two-sided p-value of mean(b) - mean(a) = 0 by `scipy.stats.permutation_test` (sign flips when paired)."""
+    from scipy.stats import permutation_test
+
     first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if first.ndim != 1 or first.shape != second.shape:
-        raise ValueError("paired samples must be two sequences of equal length")
-    differences = first - second
-    differences = differences[differences != 0]  # zero differences never move the statistic
-    n = differences.size
-    if n == 0:
+    if paired and first.shape != second.shape:
+        raise ValueError("paired samples must have equal length")
+    if np.array_equal(first, second) or (first.size + second.size) < 2 + (0 if paired else 1):
         return 1.0
-    observed = abs(differences.sum())
-    tolerance = 1e-12 * max(1.0, observed)
-    if 2 ** n <= n_resamples:
-        signs = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1) * 2.0 - 1.0
-        return float(np.mean(np.abs(signs @ differences) >= observed - tolerance))
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for start in range(0, n_resamples, 1000):
-        size = min(1000, n_resamples - start)
-        signs = rng.integers(0, 2, size=(size, n), dtype=np.int8).astype(float) * 2.0 - 1.0
-        hits += int(np.count_nonzero(np.abs(signs @ differences) >= observed - tolerance))
-    return (hits + 1) / (n_resamples + 1)
+    result = permutation_test((first, second), _paired_difference if paired else _mean_difference,
+                              permutation_type="samples" if paired else "independent", vectorized=True,
+                              n_resamples=n_resamples, alternative="two-sided", rng=np.random.default_rng(seed))
+    return float(min(1.0, result.pvalue))
+
+
+def p_floor(n_a: int, n_b: int, paired: bool, n_resamples: int = 10_000) -> float:
+    """The smallest p-value the test can return with these sizes: 2 / 2^n paired (the observed signs and their
+    mirror), 1 / C(n_a + n_b, n_a) unpaired (2 / C when the sizes are equal); 2 / (resamples + 1) when sampled
+    (scipy doubles the smaller one-sided p, each counted as (hits + 1) / (resamples + 1))."""
+    total = 2 ** n_a if paired else comb(n_a + n_b, n_a)
+    if total > n_resamples:
+        return 2.0 / (n_resamples + 1)
+    symmetric = paired or n_a == n_b
+    return min(1.0, (2.0 if symmetric else 1.0) / total)
+
+
+def minimum_detectable_difference(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """(z_{1-alpha/2} + z_{power}) x SE: the true difference a two-sided level-alpha test detects with `power`."""
+    from scipy.stats import norm
+
+    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * se)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -1,31 +1,31 @@
-"""The report's tables: the main results table with CIs and significance marks, the comparisons behind the marks,
-and steps-to-reach a validation target; each rendered as Markdown, CSV, LaTeX and HTML.
+"""The report's tables, each rendered as Markdown, CSV, LaTeX and HTML from one `TextTable`.
 
-Main table: one row per method, columns Recall@{5,10,15,20}, NDCG@{5,10,15,20}, in-catalog and format rates. A cell
-is the mean over seeds of metrics.json with a 95% bootstrap CI (`report_stats.bootstrap_interval`). Every method is
-tested against the baseline (default popularity) and against rank_grpo on each Recall/NDCG column
-(`report_stats.paired_permutation_test`, pairs = test examples by id, per-example metric averaged over seeds); the
-p-values of one table are Holm-corrected together. † marks a significant difference from the baseline, ‡ from
-rank_grpo (Holm-adjusted p < alpha). Rates are not tested (they are item-level ratios, not per-example means).
+- Lead table (what a reader decides from): per method the primary metric with its 95% CI and its runs, then against
+  the reference method and the baseline: ▲/▼ and the difference with its CI, the raw and Holm-adjusted p-values
+  and P(method beats comparator). A p-value at its test's floor prints as "≤ floor"; a cell with no test says
+  "untested" (the comparator itself, or a comparator absent from the table).
+- Comparisons: every test of the family with its unit, floor and minimum detectable difference.
+- All metrics: Recall/NDCG@{5,10,15,20}, in-catalog and format rates with CIs, no marks (only the primary metric is
+  tested).
+- Steps to reach and area under the validation curve (`curves`).
 """
 
 import csv
 import html
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
+from bench.report.analysis import TableAnalysis
+from bench.report.curves import AreaRow, StepsToReach
+from bench.report.data import TABLE_COLUMNS
+from bench.report.stats import Interval
 
-from bench.report.data import MEAN_COLUMNS, TABLE_COLUMNS, Group, RunRecord
-from bench.report.stats import Interval, bootstrap_interval, holm, paired_permutation_test
-
-REFERENCE_METHOD = "rank_grpo"
-BASELINE_MARK, REFERENCE_MARK = "†", "‡"
-LATEX_MARKS = {BASELINE_MARK: r"\dag", REFERENCE_MARK: r"\ddag"}
 COLUMN_TITLES = {**{f"recall@{k}": f"Recall@{k}" for k in (5, 10, 15, 20)},
                  **{f"ndcg@{k}": f"NDCG@{k}" for k in (5, 10, 15, 20)},
                  "in_catalog_rate": "In-catalog", "format_rate": "Format"}
+UNTESTED = "untested"
+UNRELIABLE = "*"
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,10 @@ class TextTable:
         return stream.getvalue()
 
     def to_latex(self) -> str:
-        """A booktabs tabular; cells are taken as LaTeX already."""
+        """A booktabs tabular; cells are escaped."""
         lines = [r"\begin{tabular}{l" + "r" * (len(self.headers) - 1) + "}", r"\toprule",
-                 " & ".join(self.headers) + r" \\", r"\midrule"]
-        lines += [" & ".join(row) + r" \\" for row in self.rows]
+                 " & ".join(latex_escape(cell) for cell in self.headers) + r" \\", r"\midrule"]
+        lines += [" & ".join(latex_escape(cell) for cell in row) + r" \\" for row in self.rows]
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
 
@@ -62,202 +62,121 @@ class TextTable:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
 
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", **{char: "\\" + char for char in "&%$#_{}"}}
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", **{char: "\\" + char for char in "&%$#_{}"},
+                 "▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", "≤": r"$\leq$", "Δ": r"$\Delta$"}
 
 
 def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(char, char) for char in text)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """One paired test of a table (methods a and b on one metric)."""
-
-    method_a: str
-    method_b: str
-    metric: str
-    n_examples: int
-    mean_difference: float
-    p_value: float
-    p_holm: float
+def interval_text(cell: Interval, digits: int = 4) -> str:
+    return f"{cell.mean:.{digits}f} [{cell.low:.{digits}f}, {cell.high:.{digits}f}]"
 
 
-@dataclass(frozen=True)
-class MainTable:
-    group: Group
-    cells: dict[tuple[str, str], Interval]
-    seeds: dict[str, int]
-    comparisons: tuple[Comparison, ...]
-    baseline: str | None
-    reference: str | None
-    alpha: float
-    notes: tuple[str, ...]
-
-    def marks(self, method: str, column: str) -> str:
-        """† / ‡ when the method differs significantly from the baseline / rank_grpo on this column."""
-        found = ""
-        for other, mark in ((self.baseline, BASELINE_MARK), (self.reference, REFERENCE_MARK)):
-            for comparison in self.comparisons:
-                if (comparison.metric == column and comparison.p_holm < self.alpha
-                        and {comparison.method_a, comparison.method_b} == {method, other}):
-                    found += mark
-        return found
+def signed_text(cell: Interval) -> str:
+    """Direction, difference and CI: `▲ +0.0123 [-0.0040, +0.0290]`."""
+    arrow = "▲" if cell.mean > 0 else "▼" if cell.mean < 0 else "="
+    return f"{arrow} {cell.mean:+.4f} [{cell.low:+.4f}, {cell.high:+.4f}]"
 
 
-def _find_method(group: Group, algo: str, notes: list[str], role: str) -> str | None:
-    labels = [label for label in group.methods if label.split(" [")[0] == algo]
-    if not labels:
-        notes.append(f"No {algo} runs: no comparisons against the {role}.")
-        return None
-    if len(labels) > 1:
-        notes.append(f"Several {algo} configurations: the {role} is {labels[0]}.")
-    return labels[0]
+def p_text(p: float, floor: float) -> str:
+    return f"≤ {floor:.2g} (floor)" if p <= floor * (1 + 1e-9) else f"{p:.3f}"
 
 
-def _per_example(runs: Sequence[RunRecord], column: str) -> dict[str, float]:
-    """Per example id, the column's value averaged over the seeds (ids present in every seed)."""
-    per_seed = [dict(zip(run.example_ids, run.columns[column][0].tolist(), strict=True)) for run in runs]
-    common = set.intersection(*(set(values) for values in per_seed))
-    return {example_id: sum(values[example_id] for values in per_seed) / len(per_seed) for example_id in common}
+def runs_text(analysis: TableAnalysis, name: str) -> str:
+    method = analysis.methods[name]
+    if method.deterministic:
+        return f"1 (deterministic, {method.n_folders} folders)" if method.n_folders > 1 else "1 (deterministic)"
+    return f"{method.n_runs} seeds" + (UNRELIABLE if method.unreliable else "")
 
 
-def _compare(first: dict[str, float], second: dict[str, float], n_resamples: int) -> tuple[int, float, float]:
-    """(pairs, mean difference, p-value) over the example ids both methods have."""
-    ids = sorted(set(first) & set(second))
-    x, y = [first[i] for i in ids], [second[i] for i in ids]
-    difference = float(np.mean(np.subtract(x, y))) if ids else 0.0
-    return len(ids), difference, paired_permutation_test(x, y, n_resamples=n_resamples)
+def _versus(analysis: TableAnalysis, name: str, other: str) -> tuple[str, str, str]:
+    """(diff, p, P(better)) cells of `name` against `other`, oriented as name - other."""
+    if name == other:
+        return ("(comparator)",) * 3
+    found = analysis.versus(name, other)
+    if found is None:
+        return UNTESTED, UNTESTED, UNTESTED
+    mark = " (sig.)" if found.significant else ""
+    return (signed_text(found.diff) + mark, f"{p_text(found.p_value, found.floor)} / {found.p_holm:.3f}",
+            interval_text(found.prob_improvement, 2))
 
 
-def main_table(group: Group, baseline: str = "popularity", alpha: float = 0.05, n_bootstrap: int = 1000,
-               n_permutations: int = 10_000) -> MainTable:
-    """Cells with CIs for every method and column, and the Holm-corrected comparisons behind the marks."""
-    notes: list[str] = []
-    base = _find_method(group, baseline, notes, "baseline")
-    reference = _find_method(group, REFERENCE_METHOD, notes, "reference method")
-    cells = {}
-    for method, runs in group.methods.items():
-        for column in TABLE_COLUMNS:
-            interval = bootstrap_interval([run.columns[column] for run in runs], n_resamples=n_bootstrap)
-            mean = float(np.mean([float(run.metrics[column]) for run in runs]))
-            cells[(method, column)] = Interval(mean, interval.low, interval.high)
-    pairs: list[tuple[str, str]] = []
-    for other in (base, reference):
-        for method in group.methods:
-            if other is not None and method != other and (other, method) not in pairs:
-                pairs.append((method, other))
-    averaged = {(method, column): _per_example(group.methods[method], column)
-                for method in dict.fromkeys(method for pair in pairs for method in pair) for column in MEAN_COLUMNS}
-    raw = [(a, b, column, *_compare(averaged[(a, column)], averaged[(b, column)], n_permutations))
-           for a, b in pairs for column in MEAN_COLUMNS]
-    adjusted = holm([p for *_, p in raw])
-    comparisons = tuple(Comparison(a, b, column, n, difference, p, p_holm)
-                        for (a, b, column, n, difference, p), p_holm in zip(raw, adjusted, strict=True))
-    seeds = {method: len(runs) for method, runs in group.methods.items()}
-    return MainTable(group, cells, seeds, comparisons, base, reference, alpha, tuple(notes))
-
-
-def _cell_text(interval: Interval, marks: str) -> str:
-    return f"{interval.mean:.4f} [{interval.low:.4f}, {interval.high:.4f}]{marks}"
-
-
-def _cell_latex(interval: Interval, marks: str) -> str:
-    superscript = "".join(LATEX_MARKS[mark] for mark in marks)
-    sup = rf"\textsuperscript{{{superscript}}}" if superscript else ""
-    return rf"{interval.mean:.4f}{sup} {{\scriptsize [{interval.low:.4f}, {interval.high:.4f}]}}"
-
-
-def _formatted_rows(table: MainTable, name: Callable[[str], str],
-                    cell: Callable[[Interval, str], str]) -> tuple[tuple[str, ...], ...]:
-    return tuple((name(method), str(table.seeds[method]),
-                  *(cell(table.cells[(method, column)], table.marks(method, column)) for column in TABLE_COLUMNS))
-                 for method in table.group.methods)
-
-
-def main_text_table(table: MainTable) -> TextTable:
-    """Markdown/HTML cells: `mean [low, high]` followed by the significance marks."""
-    headers = ("method", "seeds", *(COLUMN_TITLES[column] for column in TABLE_COLUMNS))
-    return TextTable(headers, _formatted_rows(table, str, _cell_text))
-
-
-def main_latex_table(table: MainTable) -> TextTable:
-    headers = ("Method", "Seeds", *(COLUMN_TITLES[column] for column in TABLE_COLUMNS))
-    return TextTable(headers, _formatted_rows(table, latex_escape, _cell_latex))
-
-
-def main_csv_table(table: MainTable) -> TextTable:
-    """Numbers in full: mean, CI bounds and marks per column."""
-    headers = ["method", "seeds"]
-    for column in TABLE_COLUMNS:
-        headers += [column, f"{column}_ci_low", f"{column}_ci_high", f"{column}_marks"]
+def lead_table(analysis: TableAnalysis) -> TextTable:
+    """Primary metric per method, and its differences to the reference method and the baseline."""
+    primary = COLUMN_TITLES.get(analysis.options.primary, analysis.options.primary)
+    headers = ["method", "runs", f"{primary} [95% CI]"]
+    roles = [(role, name) for role, name in (("reference", analysis.reference), ("baseline", analysis.baseline))
+             if name is not None]
+    for _, name in roles:
+        headers += [f"Δ vs {name} [95% CI]", f"p / Holm vs {name}", f"P(better than {name}) [CI]"]
     rows = []
-    for method in table.group.methods:
-        row = [method, str(table.seeds[method])]
-        for column in TABLE_COLUMNS:
-            cell = table.cells[(method, column)]
-            row += [f"{cell.mean:.6f}", f"{cell.low:.6f}", f"{cell.high:.6f}", table.marks(method, column)]
+    for name in analysis.methods:
+        row = [name, runs_text(analysis, name), interval_text(analysis.cells[(name, analysis.options.primary)])]
+        for _, other in roles:
+            row += list(_versus(analysis, name, other))
         rows.append(tuple(row))
     return TextTable(tuple(headers), tuple(rows))
 
 
-def comparisons_table(table: MainTable) -> TextTable:
-    headers = ("method_a", "method_b", "metric", "n_examples", "mean_difference", "p_value", "p_holm",
-               f"significant_at_{table.alpha}")
-    rows = tuple((c.method_a, c.method_b, c.metric, str(c.n_examples), f"{c.mean_difference:.6f}",
-                  f"{c.p_value:.6f}", f"{c.p_holm:.6f}", str(c.p_holm < table.alpha)) for c in table.comparisons)
+def comparisons_table(analysis: TableAnalysis) -> TextTable:
+    """Every test of the family, with numbers in full."""
+    headers = ("a", "b", "metric", "unit", "diff (b - a)", "ci_low", "ci_high", "p_value", "p_floor", "p_holm",
+               f"significant_at_{analysis.options.alpha}", "P(b > a)", "P_ci_low", "P_ci_high",
+               "min_detectable_diff")
+    rows = tuple((c.a, c.b, c.metric, c.unit, f"{c.diff.mean:.6f}", f"{c.diff.low:.6f}", f"{c.diff.high:.6f}",
+                  f"{c.p_value:.6f}", f"{c.floor:.6f}", f"{c.p_holm:.6f}", str(c.significant),
+                  f"{c.prob_improvement.mean:.4f}", f"{c.prob_improvement.low:.4f}",
+                  f"{c.prob_improvement.high:.4f}", "none" if c.mdd is None else f"{c.mdd:.6f}")
+                 for c in analysis.comparisons)
     return TextTable(headers, rows)
 
 
-def legend(table: MainTable) -> str:
-    """One paragraph explaining the cells and marks of a main table."""
-    parts = ["Cells: mean over seeds [95% bootstrap CI over seeds and test examples]."]
-    if table.baseline:
-        parts.append(f"{BASELINE_MARK}: differs from {table.baseline};")
-    if table.reference:
-        parts.append(f"{REFERENCE_MARK}: differs from {table.reference};")
-    if table.baseline or table.reference:
-        parts.append(f"paired sign-flip permutation test over test examples, Holm-corrected across the "
-                     f"{len(table.comparisons)} comparisons of this table, alpha {table.alpha}.")
-    return " ".join(parts + list(table.notes))
+def power_table(analysis: TableAnalysis) -> TextTable:
+    """Per comparison: the unit of the test, its floor, and the smallest difference it could detect."""
+    headers = ("comparison", "unit", "smallest possible p", "minimum detectable |Δ|", "observed Δ")
+    rows = tuple((f"{c.b} vs {c.a}", c.unit, f"{c.floor:.2g}",
+                  "none: the test cannot reach alpha" if c.mdd is None else f"{c.mdd:.4f}", f"{c.diff.mean:+.4f}")
+                 for c in analysis.comparisons)
+    return TextTable(headers, rows)
 
 
-@dataclass(frozen=True)
-class StepsToReach:
-    metric: str
-    target: float
-    rows: tuple[tuple[str, int, int, float | None, float | None, float], ...]
-    """(method, seeds reaching, seeds, mean step, mean wall seconds, mean final value)."""
+def _metric_rows(analysis: TableAnalysis, cell: Callable[[Interval], str]) -> tuple[tuple[str, ...], ...]:
+    return tuple((name, runs_text(analysis, name), *(cell(analysis.cells[(name, column)]) for column in TABLE_COLUMNS))
+                 for name in analysis.methods)
 
 
-def final_value(runs: Sequence[RunRecord], metric: str) -> float:
-    """Mean over seeds of the last validation point's metric (seeds without a curve are left out)."""
-    return float(np.mean([run.curve[-1][metric] for run in runs if run.curve]))
+def all_metrics_table(analysis: TableAnalysis) -> TextTable:
+    return TextTable(("method", "runs", *(COLUMN_TITLES[column] for column in TABLE_COLUMNS)),
+                     _metric_rows(analysis, interval_text))
 
 
-def default_target(group: Group, metric: str, fraction: float = 0.9) -> float | None:
-    """`fraction` of the best final validation value among the group's trained methods; None without curves or
-    when no method ends above 0 (every step would trivially 'reach' a zero target)."""
-    finals = [final_value(runs, metric) for runs in group.trained().values()]
-    return fraction * max(finals) if finals and max(finals) > 0 else None
-
-
-def steps_to_reach(group: Group, metric: str, target: float) -> StepsToReach:
-    """For each trained method: the first validation step (and wall time) at which `metric` >= target, per seed."""
+def all_metrics_csv(analysis: TableAnalysis) -> TextTable:
+    """Numbers in full: mean and CI bounds per column, runs and determinism per method."""
+    headers = ["method", "n_runs", "deterministic"]
+    for column in TABLE_COLUMNS:
+        headers += [column, f"{column}_ci_low", f"{column}_ci_high"]
     rows = []
-    for method, runs in group.trained().items():
-        curves = [run.curve for run in runs if run.curve]
-        reached = [next((point for point in curve if point[metric] >= target), None) for curve in curves]
-        hits = [point for point in reached if point is not None]
-        step = float(np.mean([point["step"] for point in hits])) if hits else None
-        wall = float(np.mean([point["wall_seconds"] for point in hits])) if hits else None
-        rows.append((method, len(hits), len(curves), step, wall, final_value(runs, metric)))
-    return StepsToReach(metric, target, tuple(rows))
+    for name, method in analysis.methods.items():
+        row = [name, str(method.n_runs), str(method.deterministic)]
+        for column in TABLE_COLUMNS:
+            cell = analysis.cells[(name, column)]
+            row += [f"{cell.mean:.6f}", f"{cell.low:.6f}", f"{cell.high:.6f}"]
+        rows.append(tuple(row))
+    return TextTable(tuple(headers), tuple(rows))
 
 
-def steps_text_table(steps: StepsToReach) -> TextTable:
-    headers = ("method", f"step reaching {steps.metric} >= {steps.target:.4f}", "wall seconds", "seeds reaching",
-               f"final {steps.metric}")
-    rows = tuple((method, f"{step:.1f}" if step is not None else "not reached",
-                  f"{wall:.1f}" if wall is not None else "not reached", f"{hit}/{total}", f"{final:.4f}")
-                 for method, hit, total, step, wall, final in steps.rows)
+def steps_table(steps: StepsToReach) -> TextTable:
+    headers = ("method", "seeds reaching", f"median cumulative step to {steps.metric} ≥ {steps.target:.4f}",
+               "total steps (SFT + RL)", "total wall s (SFT + RL)", f"final {steps.metric}")
+    rows = tuple((row.method, f"{row.reached} of {row.n_seeds}",
+                  "not reached by half the seeds" if row.median_step is None else f"{row.median_step:.0f}",
+                  f"{row.total_steps:.0f}", f"{row.total_wall:.1f}", f"{row.final:.4f}") for row in steps.rows)
     return TextTable(headers, rows)
+
+
+def area_table(metric: str, budget: float, rows: tuple[AreaRow, ...]) -> TextTable:
+    headers = ("method", "seeds", f"mean validation {metric} over RL steps 0-{budget:.0f} [95% CI over seeds]")
+    return TextTable(headers, tuple((row.method, str(row.n_seeds) + (UNRELIABLE if row.unreliable else ""),
+                                     interval_text(row.interval)) for row in rows))

@@ -1,121 +1,150 @@
-"""`bench report` on hand-made run folders (2 methods x 2 seeds): every file written, numbers and marks as
-constructed, incomplete runs left out, and byte-identical output on a rebuild."""
+"""`bench report` on the committed fixture runs (tests/fixtures/report/runs.json): the report.json contract, the
+golden numbers, the declared testing family with Holm worked by hand, deterministic methods counted once, the
+page's order, byte-identical rebuilds and clear errors."""
 
-import csv
+import importlib.util
+import json
+import math
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
-from bench.evaluation.metrics import KS
-from bench.runs.folders import atomic_write_json, atomic_write_jsonl
+from bench.report.stats import holm
+from bench.runs.folders import atomic_write_json
 from bench.runs.specs import make_spec
 from cli import app
 
 runner = CliRunner()
-N_EXAMPLES = 12
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report"
+GROUP = "synthetic-tiny-smoke-limit24"
+CELL_KEYS = {"method", "metric", "mean", "ci_low", "ci_high", "n_runs", "deterministic"}
+COMPARISON_KEYS = {"a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "p_holm", "significant",
+                   "prob_improvement"}
 
 
-def _scores(hit: bool, parsed: int) -> dict[str, object]:
-    value = 1.0 if hit else 0.0
-    scores: dict[str, object] = {f"recall@{k}": value for k in KS}
-    scores.update({f"ndcg@{k}": value / 2 for k in KS})
-    scores.update(n_lines=parsed + 1, n_parsed=parsed, n_in_catalog=parsed, n_duplicates=0, n_seen=0,
-                  hits=[int(hit)], missing=False)
-    return scores
+def _fixture_module() -> Any:
+    spec = importlib.util.spec_from_file_location("report_fixture_runs", FIXTURES / "write_runs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _write_run(results: Path, algo: str, seed: int, hit_every: int, curve: list[tuple[int, float]] | None) -> Path:
-    """A complete run: example i hits when i % hit_every == 0; 4 lines per example, 3 of them parsed."""
-    spec = make_spec(algo, "tiny", "smoke", dataset="synthetic", seed=seed)
-    folder = results / "runs" / spec.run_id
-    examples = [{"id": f"ex{i:02d}", "prompt_id": f"p{i}", "text": "", "parsed": [], "groundtruth": [],
-                 "scores": _scores(i % hit_every == 0, 3)} for i in range(N_EXAMPLES)]
-    hit_share = sum(1 for i in range(N_EXAMPLES) if i % hit_every == 0) / N_EXAMPLES
-    metrics = {**{f"recall@{k}": hit_share for k in KS}, **{f"ndcg@{k}": hit_share / 2 for k in KS},
-               "in_catalog_rate": 1.0, "format_rate": 0.75, "duplicate_rate": 0.0, "n_examples": N_EXAMPLES,
-               "n_missing": 0, "protocol": "standard"}
-    atomic_write_json(folder / "spec.json", spec.to_json())
-    atomic_write_jsonl(folder / "examples.jsonl", examples)
-    atomic_write_json(folder / "summary.json", {"hit_rate_at_rank": [hit_share] + [0.0] * 19, "artifacts": {}})
-    if curve:
-        atomic_write_jsonl(folder / "curve.jsonl", [{"step": step, "wall_seconds": 10.0 * index, "ndcg@20": value,
-                                                     "recall@20": 2 * value} for index, (step, value) in
-                                                    enumerate(curve)])
-    atomic_write_json(folder / "metrics.json", metrics)
-    return folder
-
-
-def _make_results(results: Path) -> None:
-    _write_run(results, "popularity", 0, hit_every=6, curve=None)
-    _write_run(results, "popularity", 1, hit_every=6, curve=None)
-    # Seed 0 logged step 2 twice (a resumed run): the last point (0.3) counts.
-    _write_run(results, "sft", 0, hit_every=1, curve=[(0, 0.1), (2, 0.9), (2, 0.3), (4, 0.5)])
-    _write_run(results, "sft", 1, hit_every=1, curve=[(0, 0.1), (2, 0.5), (4, 0.6)])
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    _fixture_module().write_runs(root)
     incomplete = make_spec("zero_shot", "tiny", "smoke", dataset="synthetic", seed=0)
-    atomic_write_json(results / "runs" / incomplete.run_id / "spec.json", incomplete.to_json())
+    atomic_write_json(root / "runs" / incomplete.run_id / "spec.json", incomplete.to_json())
+    return root
 
 
-def _report(results: Path, out: Path) -> tuple[int, str]:
-    result = runner.invoke(app, ["report", "--results-dir", str(results), "--out", str(out), "--html"])
-    return result.exit_code, result.output
+@pytest.fixture(scope="module")
+def built(results: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("report")
+    result = runner.invoke(app, ["report", "--results-dir", str(results), "--out", str(out), "--html", "--json"])
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout), result.stderr
 
 
-def test_report_from_hand_made_runs(tmp_path: Path) -> None:
-    results, out = tmp_path / "results", tmp_path / "report"
-    _make_results(results)
-    code, output = _report(results, out)
-    assert code == 0, output
-    assert "incomplete" in output
-    group = out / "synthetic-tiny-smoke-limit24"
-    expected = {"main.md", "main.csv", "main.tex", "comparisons.csv", "steps_to_reach.md", "steps_to_reach.csv",
-                "convergence.png", "hit_rate.png"}
-    assert expected == {path.name for path in group.iterdir()}
-    for png in ("convergence.png", "hit_rate.png"):
-        assert (group / png).read_bytes().startswith(b"\x89PNG")
-
-    rows = {row["method"]: row for row in csv.DictReader((group / "main.csv").open())}
-    assert list(rows) == ["popularity", "sft"]
-    popularity, sft = rows["popularity"], rows["sft"]
-    assert float(popularity["recall@20"]) == round(2 / 12, 6) and float(sft["recall@20"]) == 1.0
-    # sft hits every example in both seeds: a zero-width interval.
-    assert sft["recall@20_ci_low"] == sft["recall@20_ci_high"] == "1.000000"
-    assert float(popularity["recall@20_ci_low"]) < float(popularity["recall@20"]) < float(
-        popularity["recall@20_ci_high"])
-    assert float(sft["format_rate"]) == 0.75 and sft["format_rate_marks"] == ""
-    # 10 of 12 examples differ (sft 1, popularity 0): exact p = 2 / 2^10; Holm over 8 tests -> 8 * 2/1024 < 0.05.
-    assert sft["ndcg@20_marks"] == "†" and popularity["ndcg@20_marks"] == ""
-    tests = list(csv.DictReader((group / "comparisons.csv").open()))
-    assert len(tests) == 8
-    assert float(tests[0]["p_value"]) == round(2 / 1024, 6) and float(tests[0]["p_holm"]) == round(16 / 1024, 6)
-
-    markdown = (group / "main.md").read_text()
-    assert "| sft | 2 | 1.0000 [1.0000, 1.0000]† |" in markdown
-    assert r"\textsuperscript{\dag}" in (group / "main.tex").read_text()
-    # Target 0.9 x best final (sft: mean of 0.5 and 0.6 = 0.55) = 0.495: seed 0 at step 4, seed 1 at step 2.
-    (steps_row,) = list(csv.DictReader((group / "steps_to_reach.csv").open()))
-    assert steps_row["method"] == "sft" and steps_row["seeds reaching"] == "2/2"
-    assert steps_row["step reaching ndcg@20 >= 0.4950"] == "3.0" and steps_row["final ndcg@20"] == "0.5500"
-
-    page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "<table>" in page and "src=\"http" not in page
-    index = (out / "report.md").read_text()
-    assert "synthetic-tiny-smoke-limit24/convergence.png" in index and "Runs left out" in index
+def _close(actual: Any, expected: Any, path: str = "") -> None:
+    """Number for number (relative 1e-9), everything else equal."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and set(actual) == set(expected), path
+        for key in expected:
+            _close(actual[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), path
+        for index, (left, right) in enumerate(zip(actual, expected, strict=True)):
+            _close(left, right, f"{path}[{index}]")
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        assert math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12), (path, actual, expected)
+    else:
+        assert actual == expected, (path, actual, expected)
 
 
-def test_report_is_deterministic_and_honours_an_explicit_target(tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    _make_results(results)
+def test_json_on_stdout_is_report_json_and_follows_the_contract(built: tuple[Path, dict[str, Any], str]) -> None:
+    out, printed, errors = built
+    assert printed == json.loads((out / "report.json").read_text())
+    assert "incomplete" in errors
+    (table,) = printed["tables"]
+    assert set(table) == {"dataset", "model", "preset", "primary", "cells", "comparisons"}
+    assert (table["dataset"], table["model"], table["preset"], table["primary"]) == ("synthetic", "tiny", "smoke",
+                                                                                     "ndcg@20")
+    assert all(set(cell) == CELL_KEYS for cell in table["cells"])
+    assert all(set(comparison) == COMPARISON_KEYS for comparison in table["comparisons"])
+    runs = {cell["method"]: (cell["n_runs"], cell["deterministic"]) for cell in table["cells"]}
+    # Popularity's two identical seed folders and EASE's single run are one deterministic run each.
+    assert runs == {"popularity": (1, True), "ease": (1, True), "random": (3, False), "sft": (3, False),
+                    "grpo": (3, False), "rank_grpo": (3, False)}
+
+
+def test_golden_report_number_for_number(built: tuple[Path, dict[str, Any], str]) -> None:
+    _close(built[1], json.loads((FIXTURES / "expected_report.json").read_text()))
+
+
+def test_family_is_the_primary_metric_against_baseline_and_reference_with_holm_by_hand(
+        built: tuple[Path, dict[str, Any], str]) -> None:
+    comparisons = built[1]["tables"][0]["comparisons"]
+    pairs = {(c["a"], c["b"]) for c in comparisons}
+    assert pairs == {("rank_grpo", m) for m in ("popularity", "ease", "random", "sft", "grpo")} | {
+        ("popularity", m) for m in ("ease", "random", "sft", "grpo")}
+    assert {c["metric"] for c in comparisons} == {"ndcg@20"}
+    p = {(c["a"], c["b"]): c["p_value"] for c in comparisons}
+    # Per-seed NDCG@20 (ranks in runs.json): rank_grpo 0.1718, 0.1667, 0.1572; grpo 0.1084, 0.1359, 0.0625 -> every
+    # paired difference has one sign: p = 2 / 2^3. Popularity (0.1798) is above every rank_grpo seed: against one
+    # deterministic run, also 2 / 8. Random (0.0278, 0, 0.0093) is below every rank_grpo seed, unpaired: 2 / C(6, 3).
+    assert p[("rank_grpo", "grpo")] == pytest.approx(0.25) and p[("rank_grpo", "popularity")] == pytest.approx(0.25)
+    assert p[("rank_grpo", "random")] == pytest.approx(0.1)
+    # EASE vs popularity, both deterministic: the unit is the example; three nonzero per-example differences, all
+    # positive (+0.631, +1, +0.431): 2 of 8 sign patterns as extreme.
+    assert p[("popularity", "ease")] == pytest.approx(0.25)
+    # Holm over these 9 (and only these): 0.1 x 9 = 0.9, then 0.25 x 8 capped at 1.
+    assert [c["p_holm"] for c in comparisons] == pytest.approx(holm([c["p_value"] for c in comparisons]))
+    holm_of = {(c["a"], c["b"]): c["p_holm"] for c in comparisons}
+    assert holm_of[("rank_grpo", "random")] == pytest.approx(0.9)
+    assert all(value == 1.0 for pair, value in holm_of.items() if pair != ("rank_grpo", "random"))
+    assert not any(c["significant"] for c in comparisons)
+    # Direction: diff = mean(b) - mean(a); prob_improvement = P(b beats a).
+    grpo = next(c for c in comparisons if c["b"] == "grpo" and c["a"] == "rank_grpo")
+    assert grpo["diff"] == pytest.approx((0.75 + 1.30103 + 1.63093) / 36 - (2.06161 + 2 + 1.88685) / 36, abs=1e-4)
+    assert grpo["prob_improvement"] == pytest.approx(0.0) and grpo["ci_low"] <= grpo["diff"] <= grpo["ci_high"]
+
+
+def test_pages_lead_with_the_primary_metric_and_state_units(built: tuple[Path, dict[str, Any], str]) -> None:
+    out = built[0]
+    files = {path.name for path in (out / GROUP).iterdir()}
+    assert {"main.md", "main.csv", "main.tex", "comparisons.csv", "steps_to_reach.csv", "auc.csv", "forest.png",
+            "convergence.png", "recall_at_k.png", "hit_rate.png"} == files
+    page = (out / "report.md").read_text()
+    assert page.index("forest.png") < page.index("### All metrics")
+    assert "1 (deterministic, 2 folders)" in page and "3 seeds*" in page and "interval unreliable" in page
+    assert "≤ 0.25 (floor)" in page and "▼" in page and "seeds, paired by SFT start" in page
+    assert "test examples (both deterministic)" in page and "(comparator)" in page
+    assert "RL step 0 is SFT's last step" in page and "8 validation prompts" in page
+    assert "2 of 3" in page and "MDD = (z(1 - alpha/2) + z(power)) x SE(Δ)" in page
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "src=\"http" not in html and "<figcaption>" in html
+    assert "p / Holm vs rank_grpo" in html
+
+
+def test_rebuild_is_byte_identical_and_primary_is_declared(results: Path, tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
-    assert _report(results, first)[0] == 0 and _report(results, second)[0] == 0
+    for out in (first, second):
+        result = runner.invoke(app, ["report", "--results-dir", str(results), "--out", str(out), "--bootstrap",
+                                     "2000", "--primary", "recall@20"])
+        assert result.exit_code == 0, result.output
     files = sorted(path.relative_to(first) for path in first.rglob("*") if path.is_file())
     assert files == sorted(path.relative_to(second) for path in second.rglob("*") if path.is_file())
     for relative in files:
         assert (first / relative).read_bytes() == (second / relative).read_bytes(), relative
-    result = runner.invoke(app, ["report", "--results-dir", str(results), "--out", str(tmp_path / "third"),
-                                 "--target-ndcg", "0.7"])
-    assert result.exit_code == 0, result.output
-    steps = (tmp_path / "third" / "synthetic-tiny-smoke-limit24" / "steps_to_reach.md").read_text()
-    assert "not reached" in steps and "0/2" in steps
+    table = json.loads((first / "report.json").read_text())["tables"][0]
+    assert table["primary"] == "recall@20" and {c["metric"] for c in table["comparisons"]} == {"recall@20"}
+    wrong = runner.invoke(app, ["report", "--results-dir", str(results), "--out", str(tmp_path / "x"), "--primary",
+                                "in_catalog_rate"])
+    assert wrong.exit_code == 2 and "--primary must be one of" in wrong.output
 
 
 def test_report_without_runs_is_one_clear_error(tmp_path: Path) -> None:
