@@ -138,13 +138,13 @@ def _looks_like_load_from_disk(directory: Path) -> bool:
 
 def load_dataset(name_or_path: str, catalog: str | Path | None = None, synthetic_size: str = "default",
                  seed: int = 0) -> Dataset:
-    """Resolve a dataset name (`redial`, `synthetic`, `reddit_v2`) or a path into a Dataset."""
+    """Resolve a dataset name (`redial`, `synthetic`, `synthetic:<size>`, `reddit_v2`) or a path into a Dataset."""
     if name_or_path == "redial":
         return load_jsonl_dir(SHIPPED_DIR / "redial", catalog, name="redial")
-    if name_or_path == "synthetic":
+    if name_or_path == "synthetic" or name_or_path.startswith("synthetic:"):
         from bench.data.synthetic import synthetic_dataset
 
-        return synthetic_dataset(size=synthetic_size, seed=seed)
+        return synthetic_dataset(size=name_or_path.partition(":")[2] or synthetic_size, seed=seed)
     if name_or_path == "reddit_v2":
         raise DataError("reddit_v2 is not shipped: pass --dataset PATH to its load_from_disk directory and --catalog")
     path = Path(name_or_path)

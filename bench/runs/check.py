@@ -1,44 +1,66 @@
-"""Regression checks (`bench check`): rerun a fixed small configuration and compare it with committed numbers.
+"""Regression checks (`bench check`): rerun a fixed small configuration and compare every run, seed by seed, with
+committed numbers.
 
-`<reference>/config.json` fixes what runs (a matrix: algorithms, models, datasets, seeds, preset, preset overrides,
-other spec fields), which metrics are compared and the tolerance rule:
+`<reference>/config.json` fixes what runs and how far a number may move:
 
-    {"algos": ["popularity", "sft"], "models": ["tiny"], "datasets": ["redial"], "seeds": [0, 1, 2],
-     "preset": "smoke", "preset_overrides": {"eval_limit": 100}, "fields": {},
+    {"grids": [{"algos": ["popularity", "sft", "grpo"], "models": ["tiny"], "datasets": ["synthetic"],
+                "seeds": [0, 1], "preset": "smoke", "preset_overrides": {"eval_limit": 50}, "fields": {}}],
      "metrics": ["recall@20", "ndcg@20", "in_catalog_rate", "format_rate"],
-     "tolerance": {"std_multiplier": 3.0, "floor": 0.02}}
+     "threads": 2,
+     "tolerance": {"rerun_threads": [1, 2], "margin": 3.0, "absolute": 1e-6, "seed_std_multiplier": 3.0,
+                   "seed_floor": 0.02}}
 
-`<reference>/metrics.json` is written by `bench check --update` from runs of exactly that configuration: per
-(algo, model, dataset) and metric, the per-seed values, their mean and sample standard deviation over seeds, and the
-band mean ± max(std_multiplier x std, floor). The band comes from the observed seed-to-seed spread; the floor keeps
-deterministic methods (std 0) from failing on harmless numeric noise. A check passes when every run (every seed) of
-the configuration has each metric inside its band; it fails listing each metric outside, each run that failed, and
-each run without a reference. metrics.json also records the exact command that produced it and the configuration it
-was made from (a changed config.json makes the reference stale, which is an error).
+(A single grid may also be given at the top level, without "grids".) Every run of the check uses `threads` torch
+threads, whatever the machine.
+
+`bench check --update` writes `<reference>/metrics.json`: it runs the configuration (the reference values), then
+reruns it once per entry of `rerun_threads`, each in a fresh process with that many threads, a fresh cache and a
+fresh results folder, and records how far each run's metric moved (per run, seed and metric). The tolerance of that
+number is `margin` x the largest movement seen, or `absolute` where every rerun reproduced it bit for bit (the
+reference says which). A check fails on any metric further than its tolerance from the reference, in either
+direction: a drop is "regressed", a rise "improved; run `bench check --update` if intended" (a change in behaviour
+is never passed silently). The spread over seeds, mean ± max(seed_std_multiplier x std, seed_floor), is a second,
+looser report line ("moved more than seed noise"), not the gate. A changed config.json makes the reference stale,
+which is an error.
 """
 
-from collections.abc import Callable, Sequence
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.errors import BenchError
 from bench.runs.folders import RunFolder, atomic_write_json, read_json, runs_dir
-from bench.runs.launchers import Launcher
+from bench.runs.launchers import THREAD_VARIABLES, Launcher, LocalLauncher
 from bench.runs.matrix import expand_grid, run_matrix
 from bench.runs.specs import RunSpec
+from bench.runs.verdicts import (
+    CheckResult,
+    Observation,
+    Pass,
+    TolerancePolicy,
+    build_reference,
+    compare,
+)
 
 CONFIG_FILE = "config.json"
 REFERENCE_FILE = "metrics.json"
 DEFAULT_METRICS = ("recall@20", "ndcg@20", "in_catalog_rate", "format_rate")
-DEFAULT_TOLERANCE = {"std_multiplier": 3.0, "floor": 0.02}
-RULE = "band = mean ± max(std_multiplier × sample std over seeds, floor); every seed's value must lie in the band"
+DEFAULT_TOLERANCE = {"rerun_threads": [1, 2], "margin": 3.0, "absolute": 1e-6, "seed_std_multiplier": 3.0,
+                     "seed_floor": 0.02}
+GRID_KEYS = ("algos", "models", "datasets", "seeds", "preset", "preset_overrides", "fields")
 
 
 @dataclass(frozen=True)
-class CheckConfig:
+class Grid:
+    """One matrix of the configuration (see `bench.runs.matrix.expand_grid`)."""
+
     algos: tuple[str, ...]
     models: tuple[str, ...]
     datasets: tuple[str, ...]
@@ -46,14 +68,35 @@ class CheckConfig:
     preset: str
     preset_overrides: dict[str, Any]
     fields: dict[str, Any]
-    metrics: tuple[str, ...]
-    std_multiplier: float
-    floor: float
-    raw: dict[str, Any]
 
     def specs(self) -> list[RunSpec]:
         return expand_grid(self.algos, self.models, self.seeds, self.datasets, self.preset, self.preset_overrides,
                            **self.fields)
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    grids: tuple[Grid, ...]
+    metrics: tuple[str, ...]
+    threads: int
+    tolerance: TolerancePolicy
+    raw: dict[str, Any]
+
+    def specs(self, only: Sequence[str] | None = None) -> list[RunSpec]:
+        """Every run of every grid (equal runs once), or only those of the algorithms in `only`."""
+        specs: dict[str, RunSpec] = {}
+        for grid in self.grids:
+            for spec in grid.specs():
+                if only is None or spec.algo in only:
+                    specs.setdefault(spec.run_id, spec)
+        return list(specs.values())
+
+
+def _grid(raw: dict[str, Any]) -> Grid:
+    return Grid(algos=tuple(raw["algos"]), models=tuple(raw["models"]),
+                datasets=tuple(raw.get("datasets", ["redial"])), seeds=tuple(int(s) for s in raw["seeds"]),
+                preset=raw.get("preset", "smoke"), preset_overrides=dict(raw.get("preset_overrides", {})),
+                fields=dict(raw.get("fields", {})))
 
 
 def load_config(reference: Path) -> CheckConfig:
@@ -61,111 +104,123 @@ def load_config(reference: Path) -> CheckConfig:
     path = reference / CONFIG_FILE
     raw = read_json(path)
     try:
+        grids = raw["grids"] if "grids" in raw else [{key: raw[key] for key in GRID_KEYS if key in raw}]
         tolerance = {**DEFAULT_TOLERANCE, **raw.get("tolerance", {})}
-        return CheckConfig(algos=tuple(raw["algos"]), models=tuple(raw["models"]),
-                           datasets=tuple(raw.get("datasets", ["redial"])), seeds=tuple(int(s) for s in raw["seeds"]),
-                           preset=raw.get("preset", "smoke"), preset_overrides=dict(raw.get("preset_overrides", {})),
-                           fields=dict(raw.get("fields", {})), metrics=tuple(raw.get("metrics", DEFAULT_METRICS)),
-                           std_multiplier=float(tolerance["std_multiplier"]), floor=float(tolerance["floor"]), raw=raw)
+        policy = TolerancePolicy(rerun_threads=tuple(int(t) for t in tolerance["rerun_threads"]),
+                                 margin=float(tolerance["margin"]), absolute=float(tolerance["absolute"]),
+                                 seed_std_multiplier=float(tolerance["seed_std_multiplier"]),
+                                 seed_floor=float(tolerance["seed_floor"]))
+        return CheckConfig(grids=tuple(_grid(grid) for grid in grids),
+                           metrics=tuple(raw.get("metrics", DEFAULT_METRICS)), threads=int(raw.get("threads", 2)),
+                           tolerance=policy, raw=raw)
     except (KeyError, TypeError, ValueError) as error:
         raise BenchError(f"{path}: bad check configuration ({type(error).__name__}: {error})") from None
 
 
-def entry_key(algo: str, model: str, dataset: str) -> str:
-    return f"{algo}/{model}/{dataset}"
+@contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """torch (and worker processes started meanwhile) use `threads` threads; the previous setting is restored."""
+    import torch
+
+    previous_env = {variable: os.environ.get(variable) for variable in THREAD_VARIABLES}
+    previous = torch.get_num_threads()
+    os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+        for variable, value in previous_env.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One run's metrics, as compared with the reference."""
-
-    algo: str
-    model: str
-    dataset: str
-    seed: int
-    metrics: dict[str, Any]
-
-    @property
-    def key(self) -> str:
-        return entry_key(self.algo, self.model, self.dataset)
-
-
-def band(values: Sequence[float], std_multiplier: float, floor: float) -> dict[str, Any]:
-    """Mean, sample std (0 for one seed) and the band mean ± max(std_multiplier x std, floor)."""
-    mean = float(np.mean(values))
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    half_width = max(std_multiplier * std, floor)
-    return {"values": [float(v) for v in values], "mean": mean, "std": std, "low": mean - half_width,
-            "high": mean + half_width}
-
-
-def build_reference(observations: Sequence[Observation], config: CheckConfig, command: str) -> dict[str, Any]:
-    """The reference document from one run per (algo, model, dataset, seed)."""
-    by_key: dict[str, list[Observation]] = {}
-    for observation in sorted(observations, key=lambda o: (o.key, o.seed)):
-        by_key.setdefault(observation.key, []).append(observation)
-    entries = {key: {"algo": runs[0].algo, "model": runs[0].model, "dataset": runs[0].dataset,
-                     "seeds": [run.seed for run in runs],
-                     "metrics": {metric: band([float(run.metrics[metric]) for run in runs], config.std_multiplier,
-                                              config.floor) for metric in config.metrics}}
-               for key, runs in by_key.items()}
-    return {"command": command, "rule": RULE, "config": config.raw, "entries": entries}
-
-
-def compare(reference: dict[str, Any], observations: Sequence[Observation], metrics: Sequence[str]) -> list[str]:
-    """One line per problem: a metric outside its band, or a run without a reference entry."""
-    problems = []
-    for observation in observations:
-        entry = reference["entries"].get(observation.key)
-        if entry is None:
-            problems.append(f"{observation.key} seed {observation.seed}: no reference entry")
-            continue
-        for metric in metrics:
-            bounds = entry["metrics"].get(metric)
-            value = observation.metrics.get(metric)
-            if bounds is None or value is None:
-                problems.append(f"{observation.key} seed {observation.seed} {metric}: missing "
-                                f"{'in the reference' if bounds is None else 'in the run'}")
-            elif not bounds["low"] <= float(value) <= bounds["high"]:
-                problems.append(f"{observation.key} seed {observation.seed} {metric} = {float(value):.4f} outside "
-                                f"[{bounds['low']:.4f}, {bounds['high']:.4f}] (reference mean {bounds['mean']:.4f})")
-    return problems
-
-
-def _run_configuration(config: CheckConfig, results_dir: Path, launcher: Launcher | None, force: bool,
-                       echo: Callable[[str], None]) -> tuple[list[Observation], list[str]]:
-    specs = config.specs()
-    outcome = run_matrix(specs, results_dir, launcher, force=force, echo=echo)
-    failures = [f"run {result.run_id} failed (see {runs_dir(results_dir) / result.run_id / 'error.txt'})"
-                for result in outcome.failed]
+def run_configuration(config: CheckConfig, results_dir: Path, launcher: Launcher | None = None, force: bool = False,
+                      echo: Callable[[str], None] = print, only: Sequence[str] | None = None,
+                      threads: int | None = None) -> Pass:
+    """Run the configuration (complete runs reused unless `force`) with the configured threads; read every run."""
+    specs = config.specs(only)
+    threads = threads or config.threads
+    start = time.perf_counter()
+    with pinned_threads(threads):
+        outcome = run_matrix(specs, results_dir, launcher, force=force, echo=echo)
+    failures = tuple(f"run {result.run_id} failed (see {runs_dir(results_dir) / result.run_id / 'error.txt'})"
+                     for result in outcome.failed)
     observations = []
     for spec in specs:
         folder = RunFolder(runs_dir(results_dir) / spec.run_id)
         if folder.is_complete():
             observations.append(Observation(spec.algo, spec.model, spec.dataset, spec.seed,
                                             read_json(folder.metrics_path)))
-    return observations, failures
+    return Pass(tuple(observations), failures, threads, time.perf_counter() - start)
+
+
+def _rerun_worker(reference: Path, results_dir: Path, threads: int, cache: Path) -> Pass:
+    """One rerun in its own (spawned) process: a fresh cache and results folder, `threads` threads."""
+    os.environ["BENCH_CACHE"] = str(cache)
+    config = load_config(reference)
+    with (results_dir / "rerun.log").open("a", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
+        return run_configuration(config, results_dir, LocalLauncher(1), echo=print, threads=threads)
+
+
+def _init_worker(threads: int) -> None:
+    os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})
+
+
+@contextmanager
+def reruns_in_background(reference: Path, results_dir: Path, config: CheckConfig,
+                         echo: Callable[[str], None] = print) -> Iterator[Callable[[], list[Pass]]]:
+    """Start one rerun of the configuration per `rerun_threads` entry, concurrently, each in a fresh process with a
+    fresh cache (`<results_dir>/rerun-<i>-threads<n>/cache-*`) and results folder; yields a function that waits for
+    them and returns their passes."""
+    with ExitStack() as stack:
+        futures = []
+        for index, threads in enumerate(config.tolerance.rerun_threads):
+            folder = results_dir / f"rerun-{index}-threads{threads}"
+            folder.mkdir(parents=True, exist_ok=True)
+            cache = Path(tempfile.mkdtemp(prefix="cache-", dir=folder))
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                                                           initializer=_init_worker, initargs=(threads,)))
+            futures.append(pool.submit(_rerun_worker, reference.resolve(), folder.resolve(), threads, cache))
+        if futures:
+            echo(f"measuring tolerances: {len(futures)} rerun(s) in the background with threads "
+                 f"{list(config.tolerance.rerun_threads)} and fresh caches (logs: {results_dir}/rerun-*/rerun.log)")
+        yield lambda: [future.result() for future in futures]
+
+
+def _stale_check(reference: Path, config: CheckConfig) -> dict[str, Any]:
+    stored = read_json(reference / REFERENCE_FILE)
+    if stored.get("config") != config.raw or "passes" not in stored:
+        made_from = f"another {CONFIG_FILE}" if "passes" in stored else "an older `bench check`"
+        raise BenchError(f"{reference / REFERENCE_FILE} was made from {made_from}: "
+                         f"rerun `bench check --update --reference {reference}`")
+    return stored
 
 
 def run_check(reference: Path, results_dir: Path, launcher: Launcher | None = None, force: bool = False,
-              echo: Callable[[str], None] = print) -> list[str]:
-    """Run the reference configuration and return every problem found (empty: the check passes)."""
+              echo: Callable[[str], None] = print, only: Sequence[str] | None = None) -> CheckResult:
+    """Run the reference configuration (or only the runs of the algorithms in `only`) and compare every run."""
     config = load_config(reference)
-    stored = read_json(reference / REFERENCE_FILE)
-    if stored.get("config") != config.raw:
-        raise BenchError(f"{reference / REFERENCE_FILE} was made from another {CONFIG_FILE}: "
-                         f"rerun `bench check --update --reference {reference}`")
-    observations, failures = _run_configuration(config, results_dir, launcher, force, echo)
-    return failures + compare(stored, observations, config.metrics)
+    stored = _stale_check(reference, config)
+    run_pass = run_configuration(config, results_dir, launcher, force, echo, only)
+    rows = compare(stored, [o for o in run_pass.observations if only is None or o.algo in only], config.metrics)
+    return CheckResult(tuple(rows), run_pass.failures, run_pass.threads, run_pass.seconds)
 
 
 def update_reference(reference: Path, results_dir: Path, command: str, launcher: Launcher | None = None,
                      force: bool = False, echo: Callable[[str], None] = print) -> Path:
-    """Run the configuration with its seeds and write `<reference>/metrics.json` (nothing written on failures)."""
+    """Run the configuration (the reference values) while its reruns measure the tolerances, and write
+    `<reference>/metrics.json` (nothing is written when any run fails)."""
     config = load_config(reference)
-    observations, failures = _run_configuration(config, results_dir, launcher, force, echo)
+    with reruns_in_background(reference, results_dir, config, echo) as wait_for_reruns:
+        reference_pass = run_configuration(config, results_dir, launcher, force, echo)
+        reruns = wait_for_reruns()
+    failures = [*reference_pass.failures, *(failure for rerun in reruns for failure in rerun.failures)]
     if failures:
         raise BenchError("reference not written: " + "; ".join(failures))
     path = reference / REFERENCE_FILE
-    atomic_write_json(path, build_reference(observations, config, command))
+    atomic_write_json(path, build_reference(reference_pass, reruns, config.metrics, config.tolerance, config.raw,
+                                           command))
     return path

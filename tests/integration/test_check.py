@@ -1,6 +1,7 @@
-"""`bench check`: the band rule and the comparison on hand-made numbers, then pass / fail / update / stale on a
-hand-made reference over a cheap configuration (popularity on the synthetic dataset). Never reads the committed
-reference numbers."""
+"""`bench check`: verdicts and tolerances on hand-made numbers, then the command on a cheap configuration (popularity
+on the synthetic dataset): update measures the tolerance by a rerun in a fresh process, the check passes, a moved
+reference fails in either direction (table, FAIL lines, --json), a stale reference is an error. Never reads the
+committed reference numbers; the injected faults are in test_check_faults.py."""
 
 import json
 from pathlib import Path
@@ -8,44 +9,68 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bench.runs.check import Observation, band, compare, load_config
+from bench.data.datasets import load_dataset
+from bench.runs.check import load_config
+from bench.runs.verdicts import (
+    Observation,
+    Pass,
+    TolerancePolicy,
+    build_reference,
+    compare,
+    verdict,
+)
 from cli import app
 
 runner = CliRunner()
-CONFIG = {"algos": ["popularity"], "models": ["tiny"], "datasets": ["synthetic"], "seeds": [0], "preset": "smoke",
-          "preset_overrides": {"eval_limit": 20}, "metrics": ["recall@20", "in_catalog_rate"],
-          "tolerance": {"std_multiplier": 3.0, "floor": 0.02}}
-KEY = "popularity/none/synthetic"
+CONFIG = {"algos": ["popularity"], "models": ["tiny"], "datasets": ["synthetic:check"], "seeds": [0],
+          "preset": "smoke", "preset_overrides": {"eval_limit": 20}, "metrics": ["recall@20", "in_catalog_rate"],
+          "threads": 1, "tolerance": {"rerun_threads": [2], "margin": 3.0, "absolute": 1e-6}}
+KEY = "popularity/none/synthetic:check"
+POLICY = TolerancePolicy(rerun_threads=(1,), margin=3.0, absolute=1e-6, seed_std_multiplier=3.0, seed_floor=0.02)
 
 
-def test_band_is_mean_plus_minus_the_larger_of_three_std_and_the_floor() -> None:
-    wide = band([0.1, 0.2, 0.3], 3.0, 0.02)  # sample std 0.1 -> half width 0.3
-    assert wide["mean"] == pytest.approx(0.2) and wide["std"] == pytest.approx(0.1)
-    assert (wide["low"], wide["high"]) == (pytest.approx(-0.1), pytest.approx(0.5))
-    narrow = band([0.5, 0.5], 3.0, 0.02)  # std 0 -> the floor
-    assert (narrow["low"], narrow["high"]) == (pytest.approx(0.48), pytest.approx(0.52))
-    assert band([0.4], 3.0, 0.05)["std"] == 0.0
+def test_the_check_task_is_a_named_synthetic_size() -> None:
+    dataset = load_dataset("synthetic:check")
+    assert {split: len(examples) for split, examples in dataset.splits.items()} == {
+        "train": 400, "validation": 32, "test": 48}
+    assert len(dataset.catalog.items) == 60
 
 
-def test_compare_flags_only_metrics_outside_their_band() -> None:
-    reference = {"entries": {KEY: {"metrics": {"recall@20": {"mean": 0.2, "low": 0.1, "high": 0.3},
-                                               "in_catalog_rate": {"mean": 1.0, "low": 0.98, "high": 1.02}}}}}
-    inside = Observation("popularity", "none", "synthetic", 0, {"recall@20": 0.25, "in_catalog_rate": 1.0})
-    outside = Observation("popularity", "none", "synthetic", 1, {"recall@20": 0.35, "in_catalog_rate": 1.0})
-    unknown = Observation("ease", "none", "synthetic", 0, {"recall@20": 0.2, "in_catalog_rate": 1.0})
-    assert compare(reference, [inside], ["recall@20", "in_catalog_rate"]) == []
-    problems = compare(reference, [inside, outside, unknown], ["recall@20", "in_catalog_rate"])
-    assert problems == [f"{KEY} seed 1 recall@20 = 0.3500 outside [0.1000, 0.3000] (reference mean 0.2000)",
-                        "ease/none/synthetic seed 0: no reference entry"]
+def test_verdict_fails_a_move_beyond_tolerance_either_way() -> None:
+    assert verdict("ndcg@20", 0.5, 0.01, 0.505) == "ok"
+    assert verdict("ndcg@20", 0.5, 0.01, 0.51) == "ok"  # exactly the tolerance
+    assert verdict("ndcg@20", 0.5, 0.01, 0.48) == "regressed"
+    assert verdict("ndcg@20", 0.5, 0.01, 0.52) == "improved"
+    assert verdict("duplicate_rate", 0.5, 0.01, 0.48) == "improved"  # lower is better
+    assert verdict("duplicate_rate", 0.5, 0.01, 0.52) == "regressed"
 
 
-def _reference(folder: Path, in_catalog: tuple[float, float]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(CONFIG))
-    metrics = {"recall@20": {"mean": 0.5, "low": 0.0, "high": 1.0},
-               "in_catalog_rate": {"mean": sum(in_catalog) / 2, "low": in_catalog[0], "high": in_catalog[1]}}
-    (folder / "metrics.json").write_text(json.dumps({"config": CONFIG, "entries": {KEY: {"metrics": metrics}}}))
-    return folder
+def _pass(values: dict[int, float], threads: int = 1) -> Pass:
+    return Pass(tuple(Observation("sft", "tiny", "synthetic", seed, {"ndcg@20": value})
+                      for seed, value in values.items()), (), threads, 1.0)
+
+
+def test_tolerance_is_the_margin_times_the_rerun_movement_or_absolute_when_exact() -> None:
+    document = build_reference(_pass({0: 0.30, 1: 0.40}), [_pass({0: 0.31, 1: 0.40}, threads=2)], ["ndcg@20"],
+                               POLICY, {"any": "config"}, "bench check --update")
+    entry = document["entries"]["sft/tiny/synthetic"]
+    moved, exact = entry["runs"]["0"]["ndcg@20"], entry["runs"]["1"]["ndcg@20"]
+    assert moved["movement"] == pytest.approx(0.01) and moved["tolerance"] == pytest.approx(0.03)
+    assert not moved["deterministic"] and moved["reruns"] == [0.31]
+    assert exact["deterministic"] and exact["tolerance"] == 1e-6
+    noise = entry["seed_noise"]["ndcg@20"]  # std 0.0707 -> half width 0.212
+    assert noise["mean"] == pytest.approx(0.35) and noise["high"] == pytest.approx(0.35 + 3 * 0.0707107, abs=1e-6)
+    assert [p["role"] for p in document["passes"]] == ["reference", "rerun"]
+
+    rows = compare(document, [Observation("sft", "tiny", "synthetic", 0, {"ndcg@20": 0.32}),
+                              Observation("sft", "tiny", "synthetic", 1, {"ndcg@20": 0.40}),
+                              Observation("sft", "tiny", "synthetic", 2, {"ndcg@20": 0.40})], ["ndcg@20"])
+    assert [(row.run, row.verdict) for row in rows] == [("sft/tiny/synthetic seed 0", "ok"),
+                                                        ("sft/tiny/synthetic seed 1", "ok"),
+                                                        ("sft/tiny/synthetic seed 2", "no reference")]
+    assert compare(document, [Observation("sft", "tiny", "synthetic", 1, {"ndcg@20": 0.41})],
+                   ["ndcg@20"])[0].message() == ("sft/tiny/synthetic seed 1 ndcg@20: 0.4100 vs reference 0.4000 "
+                                                 "± 1e-06: improved; run `bench check --update` if intended")
 
 
 @pytest.fixture(scope="module")
@@ -63,29 +88,57 @@ def _check(reference: Path, results: Path, *extra: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_check_passes_inside_and_fails_outside_the_band(shared: Path) -> None:
-    results = shared / "results"
-    code, output = _check(_reference(shared / "pass", (0.99, 1.01)), results)
-    assert code == 0 and "check passed" in output, output
-    code, output = _check(_reference(shared / "fail", (0.5, 0.6)), results)  # popularity's in-catalog rate is 1
-    assert code == 1, output
-    assert f"FAIL {KEY} seed 0 in_catalog_rate = 1.0000 outside [0.5000, 0.6000]" in output
-    assert "recall@20 =" not in output
-
-
-def test_update_writes_the_reference_with_its_command_then_passes(shared: Path) -> None:
-    reference, results = shared / "update", shared / "results"
+@pytest.fixture(scope="module")
+def updated(shared: Path) -> Path:
+    reference = shared / "reference"
     reference.mkdir()
     (reference / "config.json").write_text(json.dumps(CONFIG))
-    code, output = _check(reference, results, "--update")
-    assert code == 0, output
-    written = json.loads((reference / "metrics.json").read_text())
-    assert written["command"] == f"bench check --update --reference {reference} --results-dir {results}"
-    assert written["config"] == CONFIG and load_config(reference).metrics == ("recall@20", "in_catalog_rate")
-    entry = written["entries"][KEY]["metrics"]["in_catalog_rate"]
-    assert entry["values"] == [1.0] and (entry["low"], entry["high"]) == (pytest.approx(0.98), pytest.approx(1.02))
-    assert _check(reference, results)[0] == 0
+    result = runner.invoke(app, ["check", "--update", "--reference", str(reference), "--results-dir",
+                                 str(shared / "update")], env={"BENCH_CACHE": str(shared / "cache")})
+    assert result.exit_code == 0, result.output
+    return reference
 
-    (reference / "config.json").write_text(json.dumps({**CONFIG, "seeds": [0, 1]}))
-    code, output = _check(reference, results)
+
+def test_update_measures_tolerances_by_a_rerun_then_the_check_passes(updated: Path, shared: Path) -> None:
+    written = json.loads((updated / "metrics.json").read_text())
+    assert written["command"] == (f"bench check --update --reference {updated} --results-dir {shared / 'update'}")
+    assert written["config"] == CONFIG and load_config(updated).metrics == ("recall@20", "in_catalog_rate")
+    assert [(p["role"], p["threads"]) for p in written["passes"]] == [("reference", 1), ("rerun", 2)]
+    cell = written["entries"][KEY]["runs"]["0"]["in_catalog_rate"]
+    assert cell == {"value": 1.0, "reruns": [1.0], "movement": 0.0, "deterministic": True, "tolerance": 1e-6}
+    code, output = _check(updated, shared / "results")
+    assert code == 0 and "check passed" in output, output
+    assert f"{KEY} seed 0  in_catalog_rate  1.0000" in output and "ok" in output
+
+
+def test_a_moved_reference_fails_both_ways_and_json_says_the_same(updated: Path, shared: Path) -> None:
+    moved = shared / "moved"
+    moved.mkdir()
+    (moved / "config.json").write_text(json.dumps(CONFIG))
+    document = json.loads((updated / "metrics.json").read_text())
+    cells = document["entries"][KEY]["runs"]["0"]
+    cells["in_catalog_rate"]["value"] = 0.9  # observed 1.0: improved
+    cells["recall@20"]["value"] += 0.05  # observed lower: regressed
+    (moved / "metrics.json").write_text(json.dumps(document))
+    code, output = _check(moved, shared / "results")
+    assert code == 1, output
+    assert f"FAIL {KEY} seed 0 in_catalog_rate: 1.0000 vs reference 0.9000 ± 1e-06: improved; " \
+           "run `bench check --update` if intended" in output
+    assert f"FAIL {KEY} seed 0 recall@20:" in output and "regressed" in output
+
+    result = runner.invoke(app, ["check", "--reference", str(moved), "--results-dir", str(shared / "results"),
+                                 "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert not report["passed"] and len(report["problems"]) == 2
+    assert {(row["run"], row["metric"], row["verdict"]) for row in report["rows"]} == {
+        (f"{KEY} seed 0", "recall@20", "regressed"), (f"{KEY} seed 0", "in_catalog_rate", "improved")}
+
+
+def test_a_changed_configuration_makes_the_reference_stale(updated: Path, shared: Path) -> None:
+    stale = shared / "stale"
+    stale.mkdir()
+    (stale / "metrics.json").write_text((updated / "metrics.json").read_text())
+    (stale / "config.json").write_text(json.dumps({**CONFIG, "seeds": [0, 1]}))
+    code, output = _check(stale, shared / "results")
     assert code == 2 and "made from another config.json" in output
