@@ -67,21 +67,33 @@ class ReportResult:
     """The `report.json` object."""
 
 
-def _legend(analysis: TableAnalysis) -> str:
+def _verdict(analysis: TableAnalysis) -> str:
+    """One sentence a reader decides from: how many comparisons are significant, how many could not be."""
+    m = len(analysis.comparisons)
+    significant = [f"{c.b} vs {c.a} ({'▲' if c.diff.mean > 0 else '▼'})" for c in analysis.comparisons
+                   if c.significant]
+    blind = sum(c.floor > analysis.options.alpha for c in analysis.comparisons)
+    found = (f"{len(significant)} of {m} comparisons significant after Holm at alpha {analysis.options.alpha}"
+             + (f": {', '.join(significant)}." if significant else "."))
+    return found + (f" {blind} of {m} cannot reach alpha with these runs at all (smallest possible p above "
+                    f"alpha): not significant there means too few seeds, not no effect." if blind else "")
+
+
+def _legend(analysis: TableAnalysis) -> list[str]:
     options = analysis.options
     m = len(analysis.comparisons)
-    return (f"Primary metric {options.primary}, {analysis.n_examples} test examples. Cells: mean over runs [95% "
-            f"two-level bootstrap CI: seeds resampled, one draw of test examples shared by all seeds and methods; "
-            f"{options.n_bootstrap} replicates]. A deterministic method (identical seed folders) is one run. "
-            f"{UNRELIABLE_NOTE} Δ = method - comparator (▲ higher, ▼ lower); its CI comes from the same bootstrap. "
-            f"p: two-sided permutation test whose unit is the seed (paired by seed where runs share an SFT start; "
-            f"test examples only when both methods are deterministic), then Holm over the family of {m} "
-            f"comparisons (every method against {analysis.reference} and against {analysis.baseline}, primary "
-            f"metric only), alpha {options.alpha}; (sig.) marks Holm p < alpha. \"≤ x (floor)\": the smallest p "
-            f"the test can give with these runs. P(better): probability that a run of the method beats a run of "
-            f"the comparator (Agarwal et al. 2021), with its bootstrap CI. \"untested\": no test of that pair. "
-            f"Other metrics have intervals and no tests (below).")
-
+    return [(f"How to read: primary metric {options.primary} on {analysis.n_examples} test examples, mean over runs "
+             f"[95% two-level bootstrap CI: seeds resampled, one draw of test examples shared by every seed and "
+             f"method, {options.n_bootstrap} replicates, widened for few seeds]. A deterministic method "
+             f"(identical seed folders) is one run. {UNRELIABLE_NOTE}"),
+            (f"Δ = method - comparator (▲ higher, ▼ lower) with its CI from the same bootstrap. p / Holm: two-sided "
+             f"permutation test whose unit is the seed (paired by seed where runs share an SFT start; the test "
+             f"example only when both methods are deterministic), then Holm over the family of {m} comparisons "
+             f"(every method against {analysis.reference} and against {analysis.baseline}, {options.primary} "
+             f"only); (sig.) marks Holm p < {options.alpha}. \"≤ x (floor)\": the smallest p the test can give "
+             f"with these runs. P(better): probability that a run of the method beats a run of the comparator "
+             f"(Agarwal et al. 2021) with its CI. \"untested\": no test of that pair. Other metrics get "
+             f"intervals, not tests (All metrics, below).")]
 
 
 def _seeds_needed(level: float, paired: bool) -> int:
@@ -150,12 +162,14 @@ def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[lis
     lead, wide = lead_table(analysis), all_metrics_table(analysis)
     outputs = {"main.md": lead.to_markdown() + "\n" + wide.to_markdown(), "main.csv": all_metrics_csv(analysis).to_csv(),
                "main.tex": wide.to_latex(), "comparisons.csv": comparisons_table(analysis).to_csv()}
-    lead_blocks: list[Block] = [lead, _legend(analysis), *analysis.notes]
+    lead_blocks: list[Block] = [_verdict(analysis), lead, *_legend(analysis), *analysis.notes]
     if forest_plot(analysis, folder / "forest.png"):
         lead_blocks.append(Figure(folder / "forest.png",
                                   f"Difference in test {analysis.options.primary} of each method to the reference "
                                   f"method ({analysis.reference}) and to the baseline ({analysis.baseline}), with "
-                                  f"95% two-level bootstrap CIs; a CI crossing 0 is compatible with no difference."))
+                                  f"95% two-level bootstrap CIs. Colour follows the Holm-corrected test, whose unit "
+                                  f"is the seed: with few seeds a CI that misses 0 is still not a significant "
+                                  f"difference."))
     power_blocks: list[Block] = [_power_text(analysis), power_table(analysis)]
     curve_blocks = _curve_blocks(group, analysis, folder, options, outputs)
     figure_blocks: list[Block] = []

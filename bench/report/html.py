@@ -21,9 +21,10 @@ Block = str | TextTable | Figure
 """A paragraph, a table, or a figure."""
 
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:110em;line-height:1.4}table{border-collapse:collapse;"
-         "margin:1em 0;font-size:85%}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:"
-         "#f3f3f3}th:first-child,td:first-child{text-align:left}img{max-width:100%}figure{margin:1em 0}figcaption"
-         "{font-size:85%;color:#444;max-width:60em}p{max-width:75em}h3{margin-top:1.6em}")
+         "margin:1em 0;font-size:85%}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+         "td{white-space:nowrap}th{background:#f3f3f3}th:first-child,td:first-child{text-align:left}"
+         "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:85%;color:#444;max-width:60em}"
+         "p{max-width:75em}h3{margin-top:1.6em}")
 
 
 @dataclass(frozen=True)
