@@ -151,3 +151,19 @@ def test_report_without_runs_is_one_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", "--results-dir", str(tmp_path)])
     assert result.exit_code == 2 and "no runs to report" in result.output
     assert "Traceback" not in result.output
+
+
+def test_methods_are_named_by_label_and_a_digest_only_separates_equal_labels(tmp_path: Path) -> None:
+    from bench.report.data import group_runs, load_runs
+
+    write_run = _fixture_module().write_run
+    write_run(tmp_path, "rank_grpo", 0, [1, 0], reward="log_decay")
+    write_run(tmp_path, "rank_grpo", 0, [1, 0])
+    write_run(tmp_path, "grpo", 0, [1, 0])
+    write_run(tmp_path, "grpo", 0, [0, 1], preset_overrides={"rl_lr": 1e-3})
+    records, _ = load_runs(tmp_path)
+    (group,) = group_runs(records)
+    names = list(group.methods)
+    assert "rank_grpo" in names and "rank_grpo+log_decay" in names
+    grpo = [name for name in names if name.startswith("grpo")]
+    assert len(grpo) == 2 and all(name.startswith("grpo [") and name.endswith("]") for name in grpo)
