@@ -350,9 +350,12 @@ def missing_rank_credit(
 def rank_grpo_token_loss(
     log_ratio_rank: Tensor, advantages: Tensor, eps_low: float = 0.06, eps_high: float = 0.08
 ) -> Tensor:
-    """Clipped surrogate per token with the rank-level ratio (paper Eq. 11).
+    """Clipped surrogate per token with the rank-level ratio.
 
-    loss_t = -min(w_t * A_t, clip(w_t, 1 - eps_low, 1 + eps_high) * A_t), with w_t = exp(log_ratio_rank_t).
+    loss_t = -min(w_t * A_t, clip(w_t, 1 - eps_low, 1 + eps_high) * A_t), with w_t = exp(log_ratio_rank_t): the
+    paper's rank-level clipped objective (Eq. 11) put on every token of the rank, as the authors' trainer does
+    (rank_grpo_trainer.py:2065-2075); how tokens are then averaged (TRL's `loss_type`) is the trainer's choice, not
+    the paper's equation.
 
     On-policy (pi_old = pi detached, mu = 1) every w is 1 and clipping is inactive, so d loss_t = -A_t d w_t with
     d w_t = mean over the rank's tokens of d log pi. Summed over the n_k tokens of rank k (same A_k for all), this is

@@ -3,12 +3,17 @@
 TRL generates, scores and logs as usual; two methods change:
 - `_generate_and_score_completions` replaces TRL's scalar advantages by per-token advantages: per-rank hits from the
   `rank_reward_fn`, gathered over processes, turned into per-rank rewards and per-rank group advantages, mapped onto
-  the tokens of each line, plus the published length shaping and (our departure, on by default) the advantages of
-  the ranks a list did not generate on its early EOS (`missing_rank_credit`);
+  the tokens of each line, plus the published length shaping (the authors' rank_grpo_trainer.py:784-786,1829-1848)
+  and, only when `missing_rank_credit` is set (our departure, off by default), the advantages of the ranks a list did
+  not generate on its early EOS;
 - `_compute_loss` uses the rank-level importance ratio (geometric mean of the token ratios of each rank) in the
   clipped surrogate. With mu = num_iterations > 1, TRL keeps the sampling policy's log-probs as
-  `old_per_token_logps`; with mu = 1 they equal the current ones (detached) and the ratio is 1.
+  `old_per_token_logps`; with mu = 1 they equal the current ones (detached) and the ratio is 1. The per-token losses
+  are aggregated as TRL's `loss_type`, as the authors' trainer does (its rank_grpo_trainer.py:2081-2088; the paper's
+  objective is per rank, the token aggregation is the trainer's).
 The math lives in `algorithms.rank_grpo`; the scalar reward TRL logs as `reward` is the DCG@N of the hit vector.
+After each generation the trainer keeps this process's per-rank rewards and advantages, EOS advantages and DCG
+rewards (`last_rank_rewards`, `last_rank_advantages`, `last_eos_advantages`, `last_dcg`) for rollouts.jsonl.
 """
 
 import tempfile
@@ -23,6 +28,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from algorithms.rank_grpo import (
     RANK_REWARDS,
+    eos_mask,
     length_shaping,
     missing_rank_credit,
     newline_token_ids,
@@ -34,6 +40,7 @@ from algorithms.rank_grpo import (
     segment_ranks,
     whitespace_token_ids,
 )
+from algorithms.training import quiet_trl_deprecations
 
 RankRewardFn = Callable[..., list[list[float]]]
 """`rank_reward_fn(prompts, completions, **dataset_columns) -> hits`, with prompts and completions as TRL passes them
@@ -50,7 +57,8 @@ ratio equals the token-level one (see `rank_grpo_token_loss`)."""
 
 @dataclass
 class RankGRPOConfig(GRPOConfig):
-    """`GRPOConfig` plus Rank-GRPO's settings; clipping and KL default to the paper's values."""
+    """`GRPOConfig` plus Rank-GRPO's settings; clipping and KL default to the authors' values
+    (train_rank_grpo.py:142-143, :63), the rest to the published trainer (no missing-rank credit)."""
 
     rank_reward: str = field(
         default="exp_inf",
@@ -63,10 +71,10 @@ class RankGRPOConfig(GRPOConfig):
                   "and on every token past N items."},
     )
     missing_rank_credit: bool = field(
-        default=True,
-        metadata={"help": "Not in the published trainer: an early EOS also gets the summed advantages of the ranks "
-                  "the list did not generate (scored as misses), so that shortening a list never pays "
-                  "(algorithms.rank_grpo.missing_rank_credit). False reproduces the published trainer."},
+        default=False,
+        metadata={"help": "Our variant, not in the published trainer: an early EOS also gets the summed advantages of "
+                  "the ranks the list did not generate (scored as misses), so that shortening a list never pays "
+                  "(algorithms.rank_grpo.missing_rank_credit). False (default) is the published trainer."},
     )
     length_bonus: float = field(default=0.1, metadata={"help": "Advantage added on the EOS of an exactly-N list."})
     length_penalty: float = field(
@@ -161,6 +169,10 @@ class RankGRPOTrainer(GRPOTrainer):
             optimizers=optimizers,
             peft_config=peft_config,
         )
+        self.last_rank_rewards: torch.Tensor | None = None
+        self.last_rank_advantages: torch.Tensor | None = None
+        self.last_eos_advantages: torch.Tensor | None = None
+        self.last_dcg: torch.Tensor | None = None
         self.newline_ids = torch.tensor(newline_token_ids(self._tokenizer), dtype=torch.long)
         self.whitespace_ids = torch.tensor(whitespace_token_ids(self._tokenizer), dtype=torch.long)
         if self.newline_ids.numel() == 0:
@@ -212,6 +224,11 @@ class RankGRPOTrainer(GRPOTrainer):
             )
         output["advantages"] = token_advantages
         output["rank_ids"] = rank_ids
+        eos = eos_mask(completion_ids, mask, self.eos_token_ids)
+        self.last_rank_rewards = rewards[local].detach().cpu()
+        self.last_rank_advantages = local_advantages.detach().cpu()
+        self.last_eos_advantages = (token_advantages * eos).sum(dim=1).detach().cpu()
+        self.last_dcg = rank_rewards(hits[local], "log_decay")[:, 0].detach().cpu()
         items = self.accelerator.gather(rank_ids.amax(dim=1) + 1).float()  # items emitted; overflow counts as N + 1
         self._metrics[mode]["rank_grpo/items"].append(items.mean().item())
         self._metrics[mode]["rank_grpo/hits"].append(hits.sum(dim=1).mean().item())
@@ -219,8 +236,9 @@ class RankGRPOTrainer(GRPOTrainer):
         return output
 
     def _compute_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
-        """Clipped surrogate with rank-level ratios (paper Eq. 11) + beta * KL(pi || pi_ref) per token (k3 estimator,
-        as TRL), aggregated as TRL's `loss_type`."""
+        """Clipped surrogate with rank-level ratios (the paper's rank-level objective, written per token as the
+        authors' trainer does) + beta * KL(pi || pi_ref) per token (k3 estimator, as TRL), aggregated as TRL's
+        `loss_type` (`_aggregate`; the authors ran TRL 0.21's default `bnpo`)."""
         completion_ids = inputs["completion_ids"]
         input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
         attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
@@ -354,7 +372,8 @@ def step_time_benchmark(
                 else:
                     reward = DCGReward(rank_reward_fn, rank_config.n_items)
                     trainer = GRPOTrainer(reward_funcs=[reward], args=grpo_config, **common)
-                trainer.train()
+                with quiet_trl_deprecations():
+                    trainer.train()
                 durations[name].extend(timer.durations[warmup_steps:])
     return StepTimes(
         rank_grpo_s=sum(durations["rank_grpo"]) / len(durations["rank_grpo"]),

@@ -2,18 +2,22 @@
 
 - `grpo`: token-level importance ratio, sequence reward = NDCG@20 of the list (standard matcher, positions kept:
   a seen, out-of-catalog or unparsable line scores 0 at its rank, as in the published training reward).
-- `gspo`: the same reward with TRL's sequence-level ratio (`importance_sampling_level="sequence"`,
-  `loss_type="grpo"`; Zheng et al., "Group Sequence Policy Optimization", 2025).
-- `rank_grpo`: per-rank hits -> per-rank rewards (`exp_inf` or `log_decay`), per-rank group advantages, rank-level
-  ratio, published length shaping (Zhu et al., arXiv 2510.20150; `algorithms.rank_grpo_trainer`). The spec's
-  `length_shaping` switch turns on both the published shaping and our missing-rank credit on an early EOS
-  (`algorithms.rank_grpo.missing_rank_credit`): the credit is what makes the shaping do its job (a list never gains by
-  being shortened), and `--no-length-shaping` is the ablation without any length control. The published trainer
-  exactly (shaping without the credit) is `RankGRPOConfig(missing_rank_credit=False)`; a separate spec field would be
-  needed to run it from the CLI.
+- `gspo`: the same reward with TRL's sequence-level ratio (`importance_sampling_level="sequence"`) and its
+  sequence-level loss (`loss_type="grpo"`: one ratio per sequence, averaged per sequence; Zheng et al., "Group
+  Sequence Policy Optimization", 2025).
+- `rank_grpo`: the published trainer (Zhu et al., arXiv 2510.20150; github.com/yaochenzhu/Rank-GRPO): per-rank hits
+  -> per-rank rewards (`exp_inf` or `log_decay`), per-rank group advantages, rank-level ratio, and the published
+  length shaping (`algorithms.rank_grpo_trainer`). `--no-length-shaping` is the ablation without any length control
+  (`rank_grpo+noshaping`); `--missing-rank-credit` adds our departure, the advantages of the ranks a list did not
+  generate on its early EOS (`algorithms.rank_grpo.missing_rank_credit`), reported as `rank_grpo+mrc`.
+
+Clip range and token aggregation come from the spec, resolved per method (`bench.runs.presets.CLIPPING`,
+`DEFAULT_LOSS_TYPE`: `bnpo` for GRPO and Rank-GRPO, the authors' TRL 0.21 default). The optimizer and Adam betas come
+from the preset (`paper`: paged 8-bit AdamW, betas (0.9, 0.99), or AdamW where bitsandbytes is absent).
 
 Every method starts from the SFT checkpoint of the same backbone, dataset, seed and preset (built first if missing),
-validates on a fixed subset at a fixed interval (curve.jsonl) and resumes from its last checkpoint.
+validates on a fixed subset at a fixed interval (curve.jsonl), logs every step (train_log.jsonl) and the step's
+completions at each validation (rollouts.jsonl, `algorithms.watch`), and resumes from its last checkpoint.
 """
 
 import os
@@ -25,10 +29,11 @@ from bench.data.records import Example
 from bench.errors import BenchError
 from bench.evaluation.evaluator import rank_hits
 from bench.evaluation.metrics import N_RANKS, dcg_at_k, ideal_dcg
-from bench.runs.context import MethodOutput, RunContext
+from bench.runs.context import MethodOutput, RunContext, prompt_id
 
 if TYPE_CHECKING:
     from algorithms.rank_grpo_trainer import StepTimes
+    from algorithms.watch import RolloutBuffer
 
 MODEL_DIR = "model"
 
@@ -43,15 +48,21 @@ def completion_text(completion: Any) -> str:
 class ListRewards:
     """Reward functions over the dataset column `example_id`, sharing the evaluator's matcher."""
 
-    def __init__(self, examples: dict[str, Example], catalog: Any) -> None:
+    def __init__(self, examples: dict[str, Example], catalog: Any, buffer: "RolloutBuffer | None" = None) -> None:
         self.examples = examples
         self.catalog = catalog
+        self.buffer = buffer
         self.__name__ = "ndcg@20"
 
     def hits(self, prompts: list[Any], completions: list[Any], example_id: list[str], **_: Any) -> list[list[float]]:
-        """Per-rank hit vectors (length 20), positions kept: Rank-GRPO's `rank_reward_fn`."""
-        return [rank_hits(completion_text(completion), self.examples[eid], self.catalog, N_RANKS)
-                for completion, eid in zip(completions, example_id, strict=True)]
+        """Per-rank hit vectors (length 20), positions kept: Rank-GRPO's `rank_reward_fn`. The scored batch is kept
+        in `buffer` (train_log.jsonl and rollouts.jsonl)."""
+        texts = [completion_text(completion) for completion in completions]
+        hits = [rank_hits(text, self.examples[eid], self.catalog, N_RANKS)
+                for text, eid in zip(texts, example_id, strict=True)]
+        if self.buffer is not None:
+            self.buffer.record(prompts, texts, example_id, [prompt_id(self.examples[eid]) for eid in example_id], hits)
+        return hits
 
     def __call__(self, prompts: list[Any], completions: list[Any], example_id: list[str],
                  **kwargs: Any) -> list[float]:
@@ -60,6 +71,8 @@ class ListRewards:
         for hits, eid in zip(self.hits(prompts, completions, example_id), example_id, strict=True):
             ideal = ideal_dcg(min(len(self.examples[eid].groundtruth), N_RANKS))
             rewards.append(dcg_at_k(hits, N_RANKS) / ideal if ideal > 0 else 0.0)
+        if self.buffer is not None:
+            self.buffer.rewards = list(rewards)
         return rewards
 
 
@@ -85,32 +98,39 @@ def per_device_batch(completions_per_step: int, num_processes: int) -> int:
 
 
 def _config(ctx: RunContext, output_dir: Path) -> Any:
-    """The TRL config of this run: GRPOConfig for grpo/gspo, RankGRPOConfig for rank_grpo."""
+    """The TRL config of this run: GRPOConfig for grpo/gspo, RankGRPOConfig for rank_grpo.
+
+    A step holds prompts_per_step x G completions over all processes, reached by gradient accumulation of
+    `rl_micro_batch`-sized forward passes where set (TRL generates the whole step's batch at once and splits it).
+    """
     from trl import GRPOConfig
 
     from algorithms.rank_grpo_trainer import RankGRPOConfig
-    from algorithms.training import device_arguments, rl_model_init_kwargs
+    from algorithms.training import device_arguments, micro_batches, rl_model_init_kwargs
 
-    settings = ctx.spec.settings
+    settings, spec = ctx.spec.settings, ctx.spec
     num_processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch` and torchrun
+    per_process = per_device_batch(settings.prompts_per_step * settings.num_generations, num_processes)
+    batch, accumulation = micro_batches(per_process, settings.rl_micro_batch)
     common: dict[str, Any] = dict(
         output_dir=str(output_dir), max_steps=settings.rl_steps, learning_rate=settings.rl_lr,
-        per_device_train_batch_size=per_device_batch(settings.prompts_per_step * settings.num_generations,
-                                                     num_processes),
+        per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
         num_generations=settings.num_generations, max_completion_length=settings.max_new_tokens,
         temperature=settings.temperature, beta=settings.beta, num_iterations=settings.mu, logging_steps=1,
-        save_strategy="steps", save_steps=settings.eval_interval, save_total_limit=2, seed=ctx.spec.seed,
+        epsilon=spec.epsilon_low, epsilon_high=spec.epsilon_high, loss_type=spec.loss_type,
+        optim=settings.optim, adam_beta1=0.9, adam_beta2=settings.rl_adam_beta2,
+        save_strategy="steps", save_steps=settings.eval_interval, save_total_limit=2, seed=spec.seed,
         lr_scheduler_type="constant", warmup_steps=0, log_completions=False, **rl_model_init_kwargs(),
-        **device_arguments())
-    if ctx.spec.backend == "vllm":
+        **device_arguments(ctx.report_to))
+    if spec.backend == "vllm":
         from bench.models.vllm_backend import grpo_vllm_kwargs
 
         common.update(grpo_vllm_kwargs())
-    if ctx.spec.algo == "rank_grpo":
-        return RankGRPOConfig(rank_reward=ctx.spec.reward, n_items=N_RANKS, length_shaping=ctx.spec.length_shaping,
-                              missing_rank_credit=ctx.spec.length_shaping, **common)
-    if ctx.spec.algo == "gspo":
-        return GRPOConfig(importance_sampling_level="sequence", loss_type="grpo", **common)
+    if spec.algo == "rank_grpo":
+        return RankGRPOConfig(rank_reward=spec.reward, n_items=N_RANKS, length_shaping=spec.length_shaping,
+                              missing_rank_credit=spec.missing_rank_credit, **common)
+    if spec.algo == "gspo":
+        return GRPOConfig(importance_sampling_level="sequence", **common)
     return GRPOConfig(**common)
 
 
@@ -122,28 +142,41 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     from algorithms.training import (
         CurveLogger,
         curve_callback,
+        declare_tied_head,
         last_checkpoint,
         model_is_saved,
+        quiet_trl_deprecations,
         save_final_model,
         validation_subset,
     )
+    from algorithms.watch import RolloutBuffer, rollouts_callback, train_log_callback
 
     model_dir = ctx.folder.root / MODEL_DIR
     if model_is_saved(model_dir):
         return model_dir
+    settings = ctx.spec.settings
     start = ctx.load_backbone(str(sft_dir))
-    rewards = ListRewards({example.id: example for example in ctx.dataset.split("train")}, ctx.dataset.catalog)
+    buffer = RolloutBuffer()
+    rewards = ListRewards({example.id: example for example in ctx.dataset.split("train")}, ctx.dataset.catalog,
+                          buffer)
     config = _config(ctx, ctx.folder.checkpoints_dir)
     logger = CurveLogger(ctx, validation_subset(ctx))
-    callbacks = [curve_callback(logger, ctx.spec.settings.eval_interval)]
-    dataset = train_prompts(ctx.dataset.split("train"), start.tokenizer, ctx.spec.settings.max_prompt_tokens)
+    trainer_ref: list[Any] = []
+    callbacks = [train_log_callback(ctx.folder.train_log_path, buffer,
+                                    settings.prompts_per_step * settings.num_generations),
+                 rollouts_callback(ctx.folder.rollouts_path, buffer, settings.eval_interval, trainer_ref),
+                 curve_callback(logger, settings.eval_interval)]
+    dataset = train_prompts(ctx.dataset.split("train"), start.tokenizer, settings.max_prompt_tokens)
     if ctx.spec.algo == "rank_grpo":
         trainer = RankGRPOTrainer(model=str(sft_dir), rank_reward_fn=rewards.hits, args=config,
                                   train_dataset=dataset, processing_class=start.tokenizer, callbacks=callbacks)
     else:
         trainer = GRPOTrainer(model=str(sft_dir), reward_funcs=rewards, args=config, train_dataset=dataset,
                               processing_class=start.tokenizer, callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
+    trainer_ref.append(trainer)
+    declare_tied_head(trainer.model)
+    with quiet_trl_deprecations():
+        trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
     save_final_model(trainer, model_dir)
     return model_dir
 
@@ -155,7 +188,7 @@ def predict(ctx: RunContext) -> MethodOutput:
     sft_dir = ensure_sft_model(ctx)
     model_dir = train_rl(ctx, sft_dir)
     trained = ctx.load_backbone(str(model_dir))
-    facts = {"sft_model": str(sft_dir), "rl_steps": ctx.spec.settings.rl_steps}
+    facts = {"sft_model": str(sft_dir), "rl_steps": ctx.spec.settings.rl_steps, "optimizer": ctx.spec.settings.optim}
     return MethodOutput(ctx.generate(trained, ctx.eval_examples()), facts)
 
 

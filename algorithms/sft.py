@@ -7,9 +7,18 @@ for the shipped `redial`, Remap-Reflect-Adjust demonstrations built offline with
 ground-truth items topped up to 20 by training popularity (`groundtruth+popularity`). The source is named in the
 run's summary.
 
-The final model is saved to the run folder's `model/`; RL runs start from it (`ensure_sft_model`).
+Schedule (the authors' train_sft.py, `bench.runs.presets`): the preset's global batch over all processes (reached by
+gradient accumulation of `sft_micro_batch` examples per forward pass), linear warm-up over `sft_warmup_ratio` of the
+steps, cosine decay, the preset's optimizer. The validation curve is measured every `interval` steps and a checkpoint
+saved at each; the checkpoint with the best validation NDCG@20 (the untrained start excluded) is the one kept
+(`algorithms.training.curve_callback(select_best=True)`), as the authors picked their SFT checkpoint from its
+validation metrics; its step is `selected_step` in summary.json. Every step goes to train_log.jsonl.
+
+The kept model is saved to the run folder's `model/`; RL runs start from it (`ensure_sft_model`).
 """
 
+import math
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,12 +75,17 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     from algorithms.training import (
         CurveLogger,
         curve_callback,
+        declare_tied_head,
         device_arguments,
         last_checkpoint,
+        load_best_checkpoint,
+        micro_batches,
         model_is_saved,
+        quiet_trl_deprecations,
         save_final_model,
         validation_subset,
     )
+    from algorithms.watch import train_log_callback
 
     model_dir = ctx.folder.root / MODEL_DIR
     pairs, source = demonstrations(ctx)
@@ -82,22 +96,28 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     settings = ctx.spec.settings
     train_dataset = _sft_dataset(ctx, backbone.tokenizer, pairs)
     steps_per_epoch = max(1, len(pairs) // settings.sft_batch_size)
-    total_steps = settings.sft_max_steps or int(steps_per_epoch * settings.sft_epochs)
+    total_steps = settings.sft_max_steps or math.ceil(steps_per_epoch * settings.sft_epochs)
     interval = max(1, total_steps // 8)
+    num_processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch` and torchrun
+    batch, accumulation = micro_batches(max(1, settings.sft_batch_size // num_processes), settings.sft_micro_batch)
     config = SFTConfig(
         output_dir=str(ctx.folder.checkpoints_dir), num_train_epochs=settings.sft_epochs,
-        max_steps=settings.sft_max_steps or -1,
-        per_device_train_batch_size=settings.sft_batch_size, learning_rate=settings.sft_lr,
-        lr_scheduler_type="cosine", warmup_steps=max(1, steps_per_epoch // 20), logging_steps=max(1, interval // 4),
+        max_steps=settings.sft_max_steps or -1, per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation, learning_rate=settings.sft_lr, optim=settings.optim,
+        lr_scheduler_type="cosine", warmup_steps=math.ceil(settings.sft_warmup_ratio * total_steps), logging_steps=1,
         save_strategy="steps", save_steps=interval, save_total_limit=2, seed=ctx.spec.seed,
         max_length=settings.max_prompt_tokens + settings.max_new_tokens, completion_only_loss=True,
-        **device_arguments())
+        **device_arguments(ctx.report_to))
     logger = CurveLogger(ctx, validation_subset(ctx))
+    callbacks = [train_log_callback(ctx.folder.train_log_path), curve_callback(logger, interval, select_best=True)]
+    declare_tied_head(backbone.model)
     trainer = SFTTrainer(model=backbone.model, args=config, train_dataset=train_dataset,
-                         processing_class=backbone.tokenizer, callbacks=[curve_callback(logger, interval)])
-    trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
+                         processing_class=backbone.tokenizer, callbacks=callbacks)
+    with quiet_trl_deprecations():
+        trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
+    facts["selected_step"] = load_best_checkpoint(trainer)
     save_final_model(trainer, model_dir)
-    facts["train_steps"] = trainer.state.global_step
+    facts.update(train_steps=trainer.state.global_step, optimizer=settings.optim)
     return model_dir, facts
 
 
@@ -117,5 +137,6 @@ def ensure_sft_model(ctx: RunContext) -> Path:
     folder = RunFolder(runs_dir(ctx.results_dir) / sft_spec.run_id)
     if not folder.is_complete():
         ctx.log(f"building the SFT warm start first: {sft_spec.run_id}")
-        execute(sft_spec, ctx.results_dir, cache_dir=ctx.cache_dir, log=ctx.log, progress=ctx.progress)
+        execute(sft_spec, ctx.results_dir, cache_dir=ctx.cache_dir, log=ctx.log, progress=ctx.progress,
+                report_to=ctx.report_to)
     return folder.root / MODEL_DIR

@@ -1,16 +1,20 @@
-"""Shared plumbing of the trained methods: TRL arguments per device, the validation curve, checkpoints.
+"""Shared plumbing of the trained methods: TRL arguments per device, batches, the validation curve, checkpoints.
 
 The validation curve (`curve.jsonl`) is what convergence plots are drawn from: at a fixed step interval the current
 policy answers a fixed validation subset greedily through the shared engine, and the one evaluator scores it; the
-latest training logs (loss, reward mean/std, KL, clip fractions) ride along.
+latest training logs (loss, reward mean/std, KL, clip fractions) ride along. SFT keeps the checkpoint with the best
+validation NDCG@20 (`curve_callback(select_best=True)`); every optimizer step is logged by `algorithms.watch`.
 """
 
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench.data.records import Example
+from bench.errors import BenchError
 from bench.evaluation.evaluator import evaluate
 from bench.runs.context import RunContext
 from bench.runs.folders import append_jsonl
@@ -20,14 +24,39 @@ TRAIN_LOG_KEYS = ("loss", "reward", "reward_std", "kl", "entropy", "clip_ratio/r
                   "completions/clipped_ratio", "learning_rate", "grad_norm")
 
 
-def device_arguments() -> dict[str, Any]:
-    """TrainingArguments that depend on the device: CPU runs in fp32 without gradient checkpointing (DESIGN.md:
-    TRL defaults to bf16 and checkpointing); CUDA runs in bf16 with checkpointing."""
+REPORT_TO = ("none", "tensorboard", "wandb")
+SELECTION_METRIC = "ndcg@20"
+"""The validation metric SFT keeps its best checkpoint by (the paper's primary metric)."""
+
+
+def device_arguments(report_to: str = "none") -> dict[str, Any]:
+    """TrainingArguments that depend on the device: CPU runs in fp32 without activation checkpointing (DESIGN.md:
+    TRL defaults to bf16 and checkpointing); CUDA runs in bf16 with it (`activation_checkpointing`, the
+    non-deprecated name of `gradient_checkpointing` in transformers 5.23). `report_to` is forwarded to transformers'
+    reporting integrations (`tensorboard`, `wandb`: optional extras; TensorBoard writes under the run's
+    checkpoints/runs/, W&B runs offline unless WANDB_MODE says otherwise)."""
+    import os
+
     import torch
 
+    if report_to not in REPORT_TO:
+        raise BenchError(f"--report-to must be one of {', '.join(REPORT_TO)}, got {report_to!r}")
+    if report_to == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")  # offline first: W&B syncs only when the user asks
     cuda = torch.cuda.is_available()
     return {"use_cpu": not cuda, "bf16": cuda, "fp16": False, "activation_checkpointing": cuda,
-            "report_to": "none", "dataloader_num_workers": 0, "disable_tqdm": True}
+            "report_to": report_to, "dataloader_num_workers": 0, "disable_tqdm": True}
+
+
+def micro_batches(per_process: int, micro_batch: int | None) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation steps) that make `per_process` examples per optimizer step on each
+    process from forward passes of at most `micro_batch` (None: one pass). The authors reach their global batches
+    this way (train_sft.py / train_rank_grpo.py with DeepSpeed accumulation; `bench.runs.presets`)."""
+    if micro_batch is None or micro_batch >= per_process:
+        return per_process, 1
+    if per_process % micro_batch != 0:
+        raise BenchError(f"{per_process} examples per process do not split into micro-batches of {micro_batch}")
+    return micro_batch, per_process // micro_batch
 
 
 def rl_model_init_kwargs() -> dict[str, Any]:
@@ -35,6 +64,24 @@ def rl_model_init_kwargs() -> dict[str, Any]:
     import torch
 
     return {"model_init_kwargs": {"dtype": "bfloat16" if torch.cuda.is_available() else "float32"}}
+
+
+@contextmanager
+def quiet_trl_deprecations() -> Iterator[None]:
+    """Silence the one FutureWarning per generation that TRL 1.16 triggers by reading transformers 5.23's deprecated
+    `is_gradient_checkpointing` (trl/models/utils.py, `unwrap_model_for_generation`); our own arguments already use
+    the non-deprecated `activation_checkpointing`. Only that message is filtered."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def declare_tied_head(model: Any) -> None:
+    """Tied input/output embeddings are saved once (the checkpoint has no `lm_head.weight`); declaring the tied keys
+    as not saved lets transformers' Trainer re-tie them when it resumes or loads the best checkpoint instead of
+    warning "missing keys ['lm_head.weight']" (transformers 5.23 `Trainer._issue_warnings_after_load`)."""
+    if getattr(model.config, "tie_word_embeddings", False) and isinstance(model._tied_weights_keys, dict):
+        model._keys_to_ignore_on_save = list(model._tied_weights_keys)
 
 
 def last_checkpoint(output_dir: Path) -> str | None:
@@ -109,8 +156,15 @@ class CurveLogger:
         return point
 
 
-def curve_callback(logger: CurveLogger, interval: int) -> Any:
-    """A transformers TrainerCallback validating at step 0, every `interval` steps, and at the last step."""
+def curve_callback(logger: CurveLogger, interval: int, select_best: bool = False) -> Any:
+    """A transformers TrainerCallback validating at step 0, every `interval` steps, and at the last step.
+
+    With `select_best`, a validation that reaches the best NDCG@20 so far (step 0, the untrained start, excluded;
+    a tie goes to the later, longer-trained step) marks
+    its step as the trainer's best (`state.best_metric`, `state.best_global_step`): the checkpoint transformers
+    saves right after at that step (save_steps must equal `interval`) becomes `state.best_model_checkpoint`, which
+    checkpoint rotation keeps and `load_best_checkpoint` restores at the end.
+    """
     from transformers import TrainerCallback
 
     class ValidationCallback(TrainerCallback):
@@ -126,9 +180,24 @@ def curve_callback(logger: CurveLogger, interval: int) -> Any:
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
                         processing_class: Any = None, **kwargs: Any) -> None:
             if state.global_step % interval == 0 or state.global_step >= state.max_steps:
-                logger.validate(model, processing_class, state.global_step, state.is_world_process_zero)
+                point = logger.validate(model, processing_class, state.global_step, state.is_world_process_zero)
+                if select_best and point is not None and state.global_step > 0:
+                    score = float(point[SELECTION_METRIC])
+                    if state.best_metric is None or score >= state.best_metric:  # ties: the later step
+                        state.best_metric, state.best_global_step = score, state.global_step
 
     return ValidationCallback()
+
+
+def load_best_checkpoint(trainer: Any) -> int:
+    """Load the best validated checkpoint into the trainer's model (transformers' own `load_best_model_at_end` path,
+    which handles DeepSpeed and adapters; `trainer._load_best_model`, transformers 5.23) and return its step; the
+    last step when no validation picked one."""
+    best = trainer.state.best_model_checkpoint
+    if best is None or trainer.state.best_global_step in (None, trainer.state.global_step):
+        return trainer.state.global_step
+    trainer._load_best_model()
+    return int(trainer.state.best_global_step)
 
 
 def model_is_saved(directory: Path) -> bool:

@@ -41,6 +41,9 @@ class RunContext:
     results_dir: Path
     log: Callable[[str], None] = print
     progress: bool = True
+    report_to: str = "none"
+    """Where trainers also report their logs (transformers `report_to`: none, tensorboard, wandb); not part of the
+    spec, since it does not change what a run computes."""
 
     def eval_examples(self) -> list[Example]:
         """The evaluation split, cut to the preset's `eval_limit` (the first examples, a fixed subset)."""

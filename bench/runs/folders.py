@@ -1,5 +1,6 @@
 """Run folders: `results/runs/<run_id>/` holds spec.json, environment.json, summary.json, examples.jsonl,
-curve.jsonl (training methods), metrics.json and method artifacts. Every write is atomic (temp file + rename);
+curve.jsonl, train_log.jsonl and rollouts.jsonl (training methods), metrics.json and method artifacts, plus `.lock`
+(the OS lock a process holds while it builds the run, `bench.runs.runner`). Every write is atomic (temp file + rename);
 metrics.json is written last, so its presence marks a completed run.
 """
 
@@ -73,6 +74,9 @@ class RunFolder:
     summary_path = property(lambda self: self.root / "summary.json")
     examples_path = property(lambda self: self.root / "examples.jsonl")
     curve_path = property(lambda self: self.root / "curve.jsonl")
+    train_log_path = property(lambda self: self.root / "train_log.jsonl")
+    rollouts_path = property(lambda self: self.root / "rollouts.jsonl")
+    lock_path = property(lambda self: self.root / ".lock")
     checkpoints_dir = property(lambda self: self.root / "checkpoints")
 
     def is_complete(self) -> bool:

@@ -6,11 +6,21 @@ value or seed gives a new folder. `spec.json` in the folder is exactly `RunSpec.
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bench.runs.presets import Preset, get_preset
+from bench.errors import BenchError, UnknownNameError
+from bench.runs.presets import (
+    CLIPPING,
+    DEFAULT_LOSS_TYPE,
+    GSPO_LOSS_TYPE,
+    LOSS_TYPES,
+    Preset,
+    get_preset,
+    resolve_optimizer,
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,8 @@ ALGORITHMS: dict[str, MethodInfo] = {info.name: info for info in (
     MethodInfo("sft", "algorithms.sft", True, True, "supervised fine-tuning on demonstrations (TRL SFTTrainer)"),
     MethodInfo("grpo", "algorithms.rl", True, True, "GRPO, token-level ratio, NDCG@20 reward (TRL)"),
     MethodInfo("gspo", "algorithms.rl", True, True, "GSPO, sequence-level ratio (TRL GRPOTrainer setting)"),
-    MethodInfo("rank_grpo", "algorithms.rl", True, True, "Rank-GRPO, per-rank rewards/advantages/ratios"),
+    MethodInfo("rank_grpo", "algorithms.rl", True, True,
+               "Rank-GRPO as published: per-rank rewards/advantages/ratios, length shaping"),
 )}
 
 
@@ -55,8 +66,16 @@ class RunSpec:
     settings: Preset = field(default_factory=lambda: get_preset("default"))
     reward: str = "exp_inf"
     length_shaping: bool = True
+    missing_rank_credit: bool = False
+    """Our Rank-GRPO variant (`rank_grpo+mrc`): an early EOS also carries the advantages of the ranks the list did
+    not generate (`algorithms.rank_grpo.missing_rank_credit`); not in the published trainer."""
     sft_data: str | None = None
     base_url: str | None = None
+    epsilon_low: float | None = None
+    epsilon_high: float | None = None
+    """Clip range of the RL ratio, resolved per method from `bench.runs.presets.CLIPPING` (None for other methods)."""
+    loss_type: str | None = None
+    """TRL token aggregation of the RL loss (`bnpo` for GRPO and Rank-GRPO, `grpo` for GSPO; None elsewhere)."""
 
     @property
     def preset(self) -> str:
@@ -65,13 +84,22 @@ class RunSpec:
     @property
     def method_label(self) -> str:
         """The method's name in reports: the algorithm, plus a `+suffix` for each departure from its published
-        form (the Rank-GRPO reward `log_decay`, no length shaping, mu > 1), so a row named `rank_grpo` is only
-        ever the published method."""
+        form (specs written before clip range and loss type were recorded carry none for them) (the Rank-GRPO reward `log_decay`, no length shaping, our missing-rank credit, mu > 1, a clip range or
+        loss aggregation other than the method's declared one), so a row named `rank_grpo` is only ever the
+        published method."""
         suffixes = []
         if self.algo == "rank_grpo" and self.reward != "exp_inf":
             suffixes.append(self.reward)
         if self.algo == "rank_grpo" and not self.length_shaping:
             suffixes.append("noshaping")
+        if self.algo == "rank_grpo" and self.missing_rank_credit:
+            suffixes.append("mrc")
+        if self.algo in CLIPPING and self.epsilon_low is not None and self.epsilon_high is not None:
+            clip = CLIPPING[self.algo]
+            if (self.epsilon_low, self.epsilon_high) != (clip.low, clip.high):
+                suffixes.append(f"eps{self.epsilon_low:g}-{self.epsilon_high:g}")
+        if self.algo in CLIPPING and self.loss_type is not None and self.loss_type != _default_loss_type(self.algo):
+            suffixes.append(self.loss_type)
         if self.algo in RL_ALGORITHMS and self.settings.mu != 1:
             suffixes.append(f"mu{self.settings.mu}")
         return "+".join([self.algo, *suffixes])
@@ -100,19 +128,57 @@ def make_spec(algo: str, model: str, preset: str = "default", preset_overrides: 
     """Build a spec from a preset name plus overrides (None values mean 'keep the preset's value').
 
     Methods that use no language model (popularity, ease) get model "none", so one run serves every backbone.
+    Resolved here, so that spec.json and `bench run --dry-run` show them: the clip range and loss aggregation of RL
+    methods (per method, `bench.runs.presets.CLIPPING` and `DEFAULT_LOSS_TYPE`, unless given), the optimizer
+    (`resolve_optimizer`), and RL steps from `rl_epochs` (ceil(epochs x training examples / prompts per step), the
+    step count of TRL's sampler over the training split) unless `rl_steps` is given.
     """
     if algo in ALGORITHMS and not ALGORITHMS[algo].needs_model:
         model = "none"
     settings = get_preset(preset)
     overrides = {key: value for key, value in (preset_overrides or {}).items() if value is not None}
-    if overrides:
-        settings = replace(settings, **overrides)
-    return canonical(RunSpec(algo=algo, model=model, settings=settings,
-                             **{key: value for key, value in fields.items() if value is not None}))
+    if "rl_steps" in overrides:
+        overrides["rl_epochs"] = None
+    settings = replace(settings, **overrides)
+    settings = replace(settings, optim=resolve_optimizer(settings.optim))
+    given = {key: value for key, value in fields.items() if value is not None}
+    spec = canonical(RunSpec(algo=algo, model=model, settings=settings, **given))
+    if spec.algo in RL_ALGORITHMS:
+        spec = _resolve_rl(spec, "loss_type" in given)
+    return spec
+
+
+def _default_loss_type(algo: str) -> str:
+    return GSPO_LOSS_TYPE if algo == "gspo" else DEFAULT_LOSS_TYPE
+
+
+def _resolve_rl(spec: RunSpec, loss_type_given: bool) -> RunSpec:
+    """Fill the RL settings left open: clip range, loss aggregation, steps derived from epochs."""
+    if spec.algo == "gspo" and loss_type_given and spec.loss_type != GSPO_LOSS_TYPE:
+        raise BenchError(f"GSPO's loss is sequence-level (loss_type {GSPO_LOSS_TYPE!r}: one ratio per sequence, "
+                         "averaged per sequence); --loss-type applies to grpo and rank_grpo")
+    loss_type = spec.loss_type or _default_loss_type(spec.algo)
+    if loss_type not in LOSS_TYPES:
+        raise UnknownNameError("loss type", loss_type, list(LOSS_TYPES))
+    clip = CLIPPING[spec.algo]
+    spec = replace(spec, loss_type=loss_type,
+                   epsilon_low=clip.low if spec.epsilon_low is None else spec.epsilon_low,
+                   epsilon_high=clip.high if spec.epsilon_high is None else spec.epsilon_high)
+    settings = spec.settings
+    if settings.rl_steps is None:
+        if settings.rl_epochs is None:
+            raise BenchError(f"preset {settings.name!r} sets neither rl_steps nor rl_epochs")
+        from bench.data.datasets import load_dataset
+
+        n_train = len(load_dataset(spec.dataset, spec.catalog).split("train"))
+        steps = max(1, math.ceil(settings.rl_epochs * n_train / settings.prompts_per_step))
+        spec = replace(spec, settings=replace(settings, rl_steps=steps))
+    return spec
 
 
 RL_ALGORITHMS = ("grpo", "gspo", "rank_grpo")
-RL_SETTINGS = ("rl_steps", "rl_lr", "num_generations", "prompts_per_step", "beta", "temperature", "mu")
+RL_SETTINGS = ("rl_steps", "rl_lr", "num_generations", "prompts_per_step", "beta", "temperature", "mu", "rl_epochs",
+               "rl_micro_batch", "rl_adam_beta2")
 
 
 def canonical(spec: RunSpec) -> RunSpec:
@@ -120,9 +186,10 @@ def canonical(spec: RunSpec) -> RunSpec:
     started by `--algo grpo --steps 50` and one started by `--algo rank_grpo --reward log_decay` are the same run."""
     if spec.algo not in RL_ALGORITHMS:
         preset = get_preset(spec.preset)
-        spec = replace(spec, settings=replace(spec.settings, **{name: getattr(preset, name) for name in RL_SETTINGS}))
+        spec = replace(spec, settings=replace(spec.settings, **{name: getattr(preset, name) for name in RL_SETTINGS}),
+                       epsilon_low=None, epsilon_high=None, loss_type=None)
     if spec.algo != "rank_grpo":
-        spec = replace(spec, reward="exp_inf", length_shaping=True)
+        spec = replace(spec, reward="exp_inf", length_shaping=True, missing_rank_credit=False)
     return spec
 
 

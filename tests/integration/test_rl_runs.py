@@ -3,8 +3,11 @@
 - grpo is interrupted right after its step-2 checkpoint and rerun: it resumes there (global step 2), the curve has
   each validation step once, and it finishes as a complete run folder;
 - grpo, gspo and rank_grpo change the parameters of the SFT model they start from;
-- the TRL configs built for each algorithm: GSPO is GRPO with sequence-level ratios, Rank-GRPO's missing-rank
-  credit follows the length-shaping switch, a step's prompts are split over processes;
+- every RL run writes train_log.jsonl (one line per step) and rollouts.jsonl (the step's completions at each
+  validation step), whose advantages are the group-normalised rewards (per rank for Rank-GRPO);
+- the TRL configs built for each algorithm: GSPO is GRPO with sequence-level ratios and loss, clipping per method,
+  `bnpo` aggregation for GRPO and Rank-GRPO, Rank-GRPO is the published trainer unless the missing-rank credit is
+  asked for, a step's prompts are split over processes and micro-batches;
 - `bench bench step-time` prints both trainers' step times and their ratio.
 
 The smoke SFT model answers with blank lines, so the real reward is 0 for every completion and no method would move
@@ -25,6 +28,7 @@ from typer.testing import CliRunner
 
 import algorithms.rl
 import algorithms.training
+from algorithms.rank_grpo import rank_advantages
 from bench.data.datasets import load_dataset
 from bench.errors import BenchError
 from bench.evaluation.parsing import split_lines
@@ -34,7 +38,9 @@ from bench.runs.specs import make_spec
 from cli import app
 
 RL_ARGS = ["--model", "tiny", "--preset", "smoke", "--limit", "4", "--max-new-tokens", "24", "--steps", "4"]
-RUN_FILES = {"spec.json", "environment.json", "metrics.json", "summary.json", "examples.jsonl", "curve.jsonl"}
+RUN_FILES = {"spec.json", "environment.json", "metrics.json", "summary.json", "examples.jsonl", "curve.jsonl",
+             "train_log.jsonl", "rollouts.jsonl"}
+G = 4  # smoke: 2 prompts x 4 completions per step
 CURVE_CALLBACK = algorithms.training.curve_callback
 
 
@@ -63,8 +69,8 @@ def stand_in_reward(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 def _hook_validation_callback(monkeypatch: pytest.MonkeyPatch, starts: list[int], stop_at: int | None) -> None:
     """Make RL trainings (not the SFT warm start) record the step they start from in `starts` and, when `stop_at`
     is given, raise Interrupted right after the checkpoint of that step is saved."""
-    def hooked(logger: Any, interval: int) -> TrainerCallback:
-        class Hooked(type(CURVE_CALLBACK(logger, interval))):
+    def hooked(logger: Any, interval: int, select_best: bool = False) -> TrainerCallback:
+        class Hooked(type(CURVE_CALLBACK(logger, interval, select_best))):
             def on_train_begin(self, args, state, control, **kwargs):
                 if isinstance(args, GRPOConfig):
                     starts.append(state.global_step)
@@ -98,6 +104,32 @@ def _assert_complete_and_trained(results: Path, algo: str) -> None:
     assert sft.keys() == trained.keys()
     unchanged = [name for name in sft if torch.equal(sft[name], trained[name])]
     assert not unchanged, f"{algo} left these SFT parameters unchanged: {unchanged}"
+    _assert_watch_files(folder, algo)
+
+
+def _assert_watch_files(folder: Path, algo: str) -> None:
+    log = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    assert sorted({line["step"] for line in log}) == [1, 2, 3, 4]
+    for line in log:
+        assert {"loss", "reward_mean", "reward_std", "frac_tied_groups", "learning_rate", "step_seconds",
+                "mean_completion_length", "items_emitted", "format_rate", "generated_tokens_per_s"} <= line.keys()
+        assert 0.0 <= line["frac_tied_groups"] <= 1.0 and line["step_seconds"] > 0
+    rollouts = [json.loads(line) for line in (folder / "rollouts.jsonl").read_text().splitlines()]
+    by_step: dict[int, list[dict[str, Any]]] = {}
+    for record in rollouts:
+        by_step.setdefault(record["step"], []).append(record)
+    assert sorted(by_step) == [2, 4] and all(len(records) == 2 * G for records in by_step.values())
+    for records in by_step.values():
+        assert all(record["prompt_id"] and record["completion"] is not None for record in records)
+        hits = torch.tensor([record["hits"] for record in records])
+        if algo == "rank_grpo":  # exp_inf: per-rank rewards are the hits, normalised per rank over each group
+            torch.testing.assert_close(torch.tensor([r["rank_rewards"] for r in records]), hits)
+            expected = rank_advantages(hits, G)
+            torch.testing.assert_close(torch.tensor([r["rank_advantages"] for r in records]), expected)
+        else:  # scalar NDCG@20 reward, normalised over each group (TRL's scale_rewards="group")
+            rewards = torch.tensor([[record["reward"]] for record in records])
+            expected = rank_advantages(rewards, G)[:, 0]
+            torch.testing.assert_close(torch.tensor([r["advantage"] for r in records]), expected)
 
 
 def test_grpo_resumes_from_its_checkpoint_after_an_interruption(results: Path, monkeypatch: pytest.MonkeyPatch):
@@ -126,23 +158,43 @@ def test_rl_smoke_run_trains_the_sft_model(results: Path, algo: str):
     result = _run(results, algo)
     assert result.exit_code == 0, result.output
     _assert_complete_and_trained(results, algo)
+    spec = json.loads((_folder(results, algo) / "spec.json").read_text())
+    assert spec["missing_rank_credit"] is False
+    clip = {"gspo": (3e-4, 4e-4, "grpo"), "rank_grpo": (0.06, 0.08, "bnpo")}[algo]
+    assert (spec["epsilon_low"], spec["epsilon_high"], spec["loss_type"]) == clip
 
 
-def _config(algo: str, tmp_path: Path, **fields: Any) -> Any:
-    spec = make_spec(algo, "tiny", "smoke", **fields)
+def _config(algo: str, tmp_path: Path, preset: str = "smoke", **fields: Any) -> Any:
+    spec = make_spec(algo, "tiny", preset, **fields)
     context = RunContext(spec, load_dataset(spec.dataset), RunFolder(tmp_path), tmp_path, tmp_path)
     return algorithms.rl._config(context, tmp_path)
 
 
 def test_trl_configs_per_algorithm(tmp_path: Path):
     gspo = _config("gspo", tmp_path)
-    assert (gspo.importance_sampling_level, gspo.loss_type) == ("sequence", "grpo")
-    assert _config("grpo", tmp_path).importance_sampling_level == "token"
+    assert (gspo.importance_sampling_level, gspo.loss_type, gspo.epsilon, gspo.epsilon_high) == (
+        "sequence", "grpo", 3e-4, 4e-4)
+    grpo = _config("grpo", tmp_path)
+    assert (grpo.importance_sampling_level, grpo.loss_type, grpo.epsilon, grpo.epsilon_high) == (
+        "token", "bnpo", 0.2, 0.2)
     rank = _config("rank_grpo", tmp_path)
-    assert rank.length_shaping and rank.missing_rank_credit and rank.importance_sampling_level == "token"
+    assert rank.length_shaping and not rank.missing_rank_credit and rank.importance_sampling_level == "token"
+    assert (rank.loss_type, rank.epsilon, rank.epsilon_high, rank.beta) == ("bnpo", 0.06, 0.08, 0.0)
+    assert _config("rank_grpo", tmp_path, missing_rank_credit=True).missing_rank_credit
     unshaped = _config("rank_grpo", tmp_path, length_shaping=False)
     assert not unshaped.length_shaping and not unshaped.missing_rank_credit
+    assert _config("rank_grpo", tmp_path, loss_type="dapo", epsilon_high=0.1).epsilon_high == 0.1
     assert gspo.per_device_train_batch_size == 8  # smoke: 2 prompts x 4 completions, one process
+    assert (gspo.gradient_accumulation_steps, gspo.optim, gspo.adam_beta2) == (1, "adamw_torch", 0.999)
+
+
+def test_paper_config_reaches_384_completions_by_accumulation(tmp_path: Path):
+    paper = _config("rank_grpo", tmp_path, preset="paper")
+    assert (paper.per_device_train_batch_size, paper.gradient_accumulation_steps) == (16, 24)  # 16 x 24 = 48 x 8
+    assert (paper.adam_beta1, paper.adam_beta2, paper.learning_rate, paper.beta) == (0.9, 0.99, 1e-6, 1e-3)
+    assert (paper.max_completion_length, paper.num_generations, paper.temperature) == (1024, 8, 1.0)
+    assert paper.max_steps == 116  # ceil(2 epochs x 2,771 ReDial training examples / 48 prompts)
+    assert paper.optim in ("paged_adamw_8bit", "adamw_torch")
 
 
 def test_a_step_splits_over_processes():

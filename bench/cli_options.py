@@ -1,0 +1,21 @@
+"""Typer option types of `bench run` that need more than a line (kept here so cli.py stays small); typer only."""
+
+from typing import Annotated
+
+import typer
+
+LengthShaping = Annotated[bool, typer.Option(
+    help="Rank-GRPO length shaping, as in the published trainer; --no-length-shaping is the ablation "
+         "rank_grpo+noshaping.")]
+MissingRankCredit = Annotated[bool, typer.Option(
+    help="Rank-GRPO variant rank_grpo+mrc (ours, not in the published trainer): an early EOS carries the "
+         "advantages of the ranks the list did not generate.")]
+Epsilon = Annotated[float | None, typer.Option(
+    help="RL clip range (default per method: grpo 0.2/0.2, gspo 3e-4/4e-4, rank_grpo 0.06/0.08).")]
+LossType = Annotated[str | None, typer.Option(
+    help="RL token aggregation for grpo/rank_grpo: bnpo (default, the authors' TRL 0.21), grpo, dr_grpo, dapo; "
+         "gspo keeps its sequence-level grpo.")]
+ReportTo = Annotated[str, typer.Option(
+    help="Also report training logs to none, tensorboard or wandb (optional extras; W&B runs offline unless "
+         "WANDB_MODE is set).")]
+DryRun = Annotated[bool, typer.Option(help="Print the fully resolved spec as JSON on stdout and write nothing.")]

@@ -1,0 +1,47 @@
+"""SFT keeps the checkpoint with the best validation NDCG@20 (issue 10): the validation is replaced by a fixed
+curve whose best trained step is 5 (step 0, the untrained start, scores higher and must not be chosen); the saved
+model must then hold checkpoint-5's weights, not the last step's, and train_log.jsonl one line per step."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import algorithms.training
+from bench.runs.folders import append_jsonl
+from bench.runs.runner import execute
+from bench.runs.specs import make_spec
+
+CURVE = {0: 0.9, 5: 0.5, 9: 0.5 - 1e-6}
+"""NDCG@20 by step; every other step scores 0.1."""
+
+
+def fixed_validation(self: Any, model: Any, tokenizer: Any, step: int, write: bool = True) -> dict[str, Any]:
+    point = {"step": step, "wall_seconds": 0.0, "ndcg@20": CURVE.get(step, 0.1)}
+    if write:
+        append_jsonl(self.ctx.folder.curve_path, point)
+    return point
+
+
+def test_sft_keeps_the_best_validated_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(algorithms.training.CurveLogger, "validate", fixed_validation)
+    spec = make_spec("sft", "tiny", "smoke", {"eval_limit": 2, "max_new_tokens": 8})
+    outcome = execute(spec, tmp_path / "results", cache_dir=tmp_path / "cache", progress=False)
+    folder = outcome.folder
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["artifacts"]["selected_step"] == 5 and summary["artifacts"]["train_steps"] == 12
+    checkpoints = sorted(path.name for path in (folder / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-12", "checkpoint-5"]  # rotation keeps the best and the last
+    kept = load_file(folder / "model" / "model.safetensors")
+    best = load_file(folder / "checkpoints" / "checkpoint-5" / "model.safetensors")
+    last = load_file(folder / "checkpoints" / "checkpoint-12" / "model.safetensors")
+    assert all(torch.equal(kept[name], best[name]) for name in best)
+    assert not all(torch.equal(kept[name], last[name]) for name in last)
+    log = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in log] == list(range(1, 13))
+    assert all({"loss", "learning_rate", "grad_norm", "step_seconds"} <= line.keys() for line in log)
+    assert log[0]["learning_rate"] == 0.0  # 5% warm-up of 12 steps: one step from 0

@@ -1,0 +1,103 @@
+"""Resolved specs (issue 10): per-method clipping and loss aggregation, the published Rank-GRPO and its named
+variants, the `paper` preset's released values, and `bench run --dry-run`."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from algorithms.training import micro_batches
+from bench.errors import BenchError
+from bench.runs import presets
+from bench.runs.specs import canonical, make_spec, spec_from_json
+from cli import app
+
+REDIAL_TRAIN = 2771
+
+
+@pytest.mark.parametrize(("algo", "low", "high", "loss_type"), [
+    ("grpo", 0.2, 0.2, "bnpo"), ("gspo", 3e-4, 4e-4, "grpo"), ("rank_grpo", 0.06, 0.08, "bnpo")])
+def test_clipping_and_aggregation_resolved_per_method(algo: str, low: float, high: float, loss_type: str) -> None:
+    spec = make_spec(algo, "tiny", "smoke")
+    assert (spec.epsilon_low, spec.epsilon_high, spec.loss_type) == (low, high, loss_type)
+    assert spec.method_label == algo
+
+
+def test_overrides_are_recorded_and_named() -> None:
+    spec = make_spec("grpo", "tiny", "smoke", epsilon_low=0.1, loss_type="dapo")
+    assert (spec.epsilon_low, spec.epsilon_high, spec.loss_type) == (0.1, 0.2, "dapo")
+    assert spec.method_label == "grpo+eps0.1-0.2+dapo"
+    assert spec.to_json()["epsilon_low"] == 0.1
+    with pytest.raises(BenchError, match="sequence-level"):
+        make_spec("gspo", "tiny", "smoke", loss_type="bnpo")
+    with pytest.raises(BenchError, match="loss type"):
+        make_spec("grpo", "tiny", "smoke", loss_type="token_mean")
+
+
+def test_rank_grpo_is_the_published_trainer_and_its_variants_are_named() -> None:
+    published = make_spec("rank_grpo", "tiny", "smoke")
+    assert published.length_shaping and not published.missing_rank_credit
+    assert make_spec("rank_grpo", "tiny", "smoke", missing_rank_credit=True).method_label == "rank_grpo+mrc"
+    both = make_spec("rank_grpo", "tiny", "smoke", missing_rank_credit=True, reward="log_decay")
+    assert both.method_label == "rank_grpo+log_decay+mrc"
+    assert published.run_id != make_spec("rank_grpo", "tiny", "smoke", missing_rank_credit=True).run_id
+
+
+def test_canonical_resets_rank_grpo_and_rl_fields_elsewhere() -> None:
+    variant = make_spec("rank_grpo", "tiny", "smoke", missing_rank_credit=True, epsilon_low=0.3)
+    from dataclasses import replace
+
+    sft = canonical(replace(variant, algo="sft"))
+    assert (sft.missing_rank_credit, sft.epsilon_low, sft.epsilon_high, sft.loss_type) == (False, None, None, None)
+    assert sft == make_spec("sft", "tiny", "smoke")
+    grpo = canonical(replace(variant, algo="grpo"))
+    assert not grpo.missing_rank_credit
+    assert spec_from_json(json.loads(json.dumps(variant.to_json()))) == variant
+
+
+def test_paper_preset_is_the_released_configuration() -> None:
+    spec = make_spec("rank_grpo", "tiny", "paper")
+    s = spec.settings
+    assert (s.rl_lr, s.beta, s.num_generations, s.prompts_per_step, s.temperature, s.mu) == (1e-6, 1e-3, 8, 48, 1.0, 1)
+    assert (s.max_new_tokens, s.max_prompt_tokens, s.rl_epochs, s.rl_micro_batch, s.rl_adam_beta2) == (
+        1024, 2048, 2.0, 16, 0.99)
+    assert s.rl_steps == math.ceil(2 * REDIAL_TRAIN / 48) == 116
+    assert (s.sft_lr, s.sft_warmup_ratio, s.sft_batch_size, s.sft_micro_batch, s.sft_epochs, s.sft_max_steps) == (
+        5e-5, 0.05, 192, 12, 10.0, None)
+    bitsandbytes = importlib.util.find_spec("bitsandbytes") is not None
+    assert s.optim == ("paged_adamw_8bit" if bitsandbytes else "adamw_torch")
+    assert make_spec("rank_grpo", "tiny", "paper", {"rl_steps": 7}).settings.rl_steps == 7
+
+
+def test_optimizer_falls_back_without_bitsandbytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(presets.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "bitsandbytes" else real(name, *args))
+    assert presets.resolve_optimizer("paged_adamw_8bit") == "adamw_torch"
+    monkeypatch.setattr(presets.importlib.util, "find_spec", lambda name, *args: object())
+    assert presets.resolve_optimizer("paged_adamw_8bit") == "paged_adamw_8bit"
+    assert presets.resolve_optimizer("adamw_torch") == "adamw_torch"
+
+
+def test_micro_batches_reach_the_global_batch_by_accumulation() -> None:
+    assert micro_batches(384, 16) == (16, 24)
+    assert micro_batches(192, 12) == (12, 16)
+    assert micro_batches(8, None) == (8, 1)
+    assert micro_batches(8, 16) == (8, 1)
+    with pytest.raises(BenchError, match="micro-batches of 5"):
+        micro_batches(8, 5)
+
+
+def test_dry_run_prints_the_resolved_spec_and_writes_nothing(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    result = CliRunner().invoke(app, ["run", "--algo", "gspo", "--preset", "paper", "--epsilon-high", "5e-4",
+                                      "--dry-run", "--results-dir", str(results)])
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)
+    assert (spec["epsilon_low"], spec["epsilon_high"], spec["loss_type"]) == (3e-4, 5e-4, "grpo")
+    assert spec["settings"]["rl_steps"] == 116 and spec["settings"]["rl_lr"] == 1e-6
+    assert spec == make_spec("gspo", "tiny", "paper", epsilon_high=5e-4).to_json()
+    assert not results.exists()
