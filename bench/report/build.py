@@ -1,7 +1,7 @@
 """`bench report`: every table and figure rebuilt from the run folders alone.
 
 For each comparable group of runs (dataset, backbone, preset; `data.group_runs`) it writes, under `<out>/<group>/`:
-`main.md` (the lead table and all metrics), `main.csv` / `main.tex` (all metrics with CIs), `comparisons.csv` (the
+`main.md` (the lead table and all metrics), `main.csv` / `main.tex` (all metrics with CIs), `lead.tex`, `comparisons.csv` (the
 tested family: differences, CIs, p-values raw and Holm-adjusted, probability of improvement, detectable difference),
 `steps_to_reach.csv`, `auc.csv` (trained methods), and the figures `forest.png`, `convergence.png`, `recall_at_k.png`,
 `hit_rate.png`. `<out>/report.md` gathers them (leading with the primary metric and the forest plot; the wide tables
@@ -161,7 +161,8 @@ def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[lis
     analysis = analyse(group, options.analysis)
     lead, wide = lead_table(analysis), all_metrics_table(analysis)
     outputs = {"main.md": lead.to_markdown() + "\n" + wide.to_markdown(), "main.csv": all_metrics_csv(analysis).to_csv(),
-               "main.tex": wide.to_latex(), "comparisons.csv": comparisons_table(analysis).to_csv()}
+               "main.tex": wide.to_latex(), "lead.tex": lead.to_latex(),
+               "comparisons.csv": comparisons_table(analysis).to_csv()}
     lead_blocks: list[Block] = [_verdict(analysis), lead, *_legend(analysis), *analysis.notes]
     if forest_plot(analysis, folder / "forest.png"):
         lead_blocks.append(Figure(folder / "forest.png",
@@ -174,8 +175,8 @@ def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[lis
     curve_blocks = _curve_blocks(group, analysis, folder, options, outputs)
     figure_blocks: list[Block] = []
     if recall_at_k_plot(analysis, folder / "recall_at_k.png"):
-        figure_blocks.append(Figure(folder / "recall_at_k.png", "Test Recall@k against k, mean over runs with "
-                                    "its 95% two-level bootstrap CI band."))
+        figure_blocks.append(Figure(folder / "recall_at_k.png", "Test Recall@k against k, one panel per method "
+                                    "(shared axes): mean over runs with its 95% two-level bootstrap CI band."))
     if hit_rate_plot(analysis, folder / "hit_rate.png"):
         figure_blocks.append(Figure(folder / "hit_rate.png", "Share of test examples whose recommendation at "
                                     "each rank is a hit, mean over runs."))

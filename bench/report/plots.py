@@ -108,20 +108,30 @@ def convergence_plot(curves: dict[str, list[SeedCurve]], metrics: Sequence[str],
 
 
 def recall_at_k_plot(analysis: TableAnalysis, path: Path) -> bool:
-    """Test Recall@k against k per method, mean with its 95% CI band."""
+    """Test Recall@k against k, one small panel per method (shared axes, so bands do not hide each other): the mean
+    with its 95% CI band."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for index, name in enumerate(analysis.methods):
-        cells = [analysis.cells[(name, f"recall@{k}")] for k in KS]
+    names = list(analysis.methods)
+    columns = min(4, len(names))
+    rows = -(-len(names) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.9 * columns, 2.3 * rows + 0.5), sharex=True, sharey=True,
+                                squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        if index >= len(names):
+            axis.axis("off")
+            continue
+        cells = [analysis.cells[(names[index], f"recall@{k}")] for k in KS]
         colour = f"C{index % 10}"
-        axis.plot(KS, [c.mean for c in cells], marker="o", markersize=3, color=colour, label=name)
-        axis.fill_between(KS, [c.low for c in cells], [c.high for c in cells], color=colour, alpha=0.15, linewidth=0)
-    axis.set_xlabel("k")
-    axis.set_xticks(KS)
-    axis.set_ylabel("test Recall@k (95% CI band)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, ncol=2)
-    axis.set_title(analysis.group.key.title, fontsize=10)
+        axis.plot(KS, [c.mean for c in cells], marker="o", markersize=3, color=colour)
+        axis.fill_between(KS, [c.low for c in cells], [c.high for c in cells], color=colour, alpha=0.25, linewidth=0)
+        axis.set_title(names[index], fontsize=9)
+        axis.set_xticks(KS)
+        axis.xaxis.set_tick_params(labelbottom=True)
+        axis.set_xlabel("k")
+        axis.grid(alpha=0.3)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("test Recall@k")
+    figure.suptitle(f"{analysis.group.key.title}: test Recall@k, mean and 95% CI band", fontsize=10)
     _save(plt, figure, path)
     return True
 
