@@ -164,9 +164,10 @@ def test_rl_smoke_run_trains_the_sft_model(results: Path, algo: str):
     assert (spec["epsilon_low"], spec["epsilon_high"], spec["loss_type"]) == clip
 
 
-def _config(algo: str, tmp_path: Path, preset: str = "smoke", **fields: Any) -> Any:
+def _config(algo: str, tmp_path: Path, preset: str = "smoke", report_to: str = "none", **fields: Any) -> Any:
     spec = make_spec(algo, "tiny", preset, **fields)
-    context = RunContext(spec, load_dataset(spec.dataset), RunFolder(tmp_path), tmp_path, tmp_path)
+    context = RunContext(spec, load_dataset(spec.dataset), RunFolder(tmp_path), tmp_path, tmp_path,
+                         report_to=report_to)
     return algorithms.rl._config(context, tmp_path)
 
 
@@ -186,6 +187,9 @@ def test_trl_configs_per_algorithm(tmp_path: Path):
     assert _config("rank_grpo", tmp_path, loss_type="dapo", epsilon_high=0.1).epsilon_high == 0.1
     assert gspo.per_device_train_batch_size == 8  # smoke: 2 prompts x 4 completions, one process
     assert (gspo.gradient_accumulation_steps, gspo.optim, gspo.adam_beta2) == (1, "adamw_torch", 0.999)
+    assert gspo.report_to == [] and _config("grpo", tmp_path, report_to="tensorboard").report_to == ["tensorboard"]
+    with pytest.raises(BenchError, match="--report-to"):
+        _config("grpo", tmp_path, report_to="mlflow")
 
 
 def test_paper_config_reaches_384_completions_by_accumulation(tmp_path: Path):
