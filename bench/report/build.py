@@ -1,9 +1,9 @@
 """`bench report`: every table and figure rebuilt from the run folders alone.
 
 For each comparable group of runs (dataset, backbone, preset; `data.group_runs`) it writes, under `<out>/<group>/`:
-`main.md` (the lead table and all metrics), `main.csv` / `main.tex` (all metrics with CIs), `lead.tex`, `comparisons.csv` (the
-tested family: differences, CIs, p-values raw and Holm-adjusted, probability of improvement, detectable difference),
-`steps_to_reach.csv`, `auc.csv` (trained methods), and the figures `forest.png`, `convergence.png`, `recall_at_k.png`,
+`main.md` (the lead table and all metrics), `main.csv` / `main.tex` (all metrics with CIs), `lead.tex`,
+`comparisons.csv` (the tested family: differences, CIs, p-values raw and Holm-adjusted, probability of
+improvement, detectable difference), `steps_to_reach.csv`, `auc.csv` (trained methods), and the figures `forest.png`, `convergence.png`, `recall_at_k.png`,
 `hit_rate.png`. `<out>/report.md` gathers them (leading with the primary metric and the forest plot; the wide tables
 below), `<out>/report.json` holds the machine-readable contract (README), and `--html` adds one self-contained
 `<out>/report.html`. Same run folders in, same files out: resampling uses fixed seeds, ordering is by name.
@@ -160,7 +160,8 @@ def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[lis
     folder.mkdir(parents=True, exist_ok=True)
     analysis = analyse(group, options.analysis)
     lead, wide = lead_table(analysis), all_metrics_table(analysis)
-    outputs = {"main.md": lead.to_markdown() + "\n" + wide.to_markdown(), "main.csv": all_metrics_csv(analysis).to_csv(),
+    outputs = {"main.md": lead.to_markdown() + "\n" + wide.to_markdown(),
+               "main.csv": all_metrics_csv(analysis).to_csv(),
                "main.tex": wide.to_latex(), "lead.tex": lead.to_latex(),
                "comparisons.csv": comparisons_table(analysis).to_csv()}
     lead_blocks: list[Block] = [_verdict(analysis), lead, *_legend(analysis), *analysis.notes]

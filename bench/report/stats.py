@@ -8,9 +8,9 @@ improvement, Holm's correction and the minimum detectable difference.
   every method of the table (so a difference keeps its pairing by example), then draws each method's seeds with
   replacement; the replicate value is the mean over the drawn seeds of each seed's metric on the drawn examples.
   Example draws become counts per example (weights), so every (method, seed, column) sum of a batch of
-  replicates is one matrix product: 10,000 replicates of a ReDial-sized table (9 methods x 3 seeds x 468 examples x 10 metrics) take
-  0.2 s, the whole table with its tests 2-4 s on 2 busy cores. scipy's `bootstrap` resamples one level only, hence
-  the hand-written resampler. Intervals are percentile intervals widened for few seeds: a percentile interval
+  replicates is one matrix product: 10,000 replicates of a ReDial-sized table (9 methods x 3 seeds x 468
+  examples x 10 metrics) take 0.2 s, the whole table with its tests 2-4 s on 2 busy cores. scipy's `bootstrap`
+  resamples one level only, hence the hand-written resampler. Intervals are percentile intervals widened for few seeds: a percentile interval
   over n seeds misses the n/(n-1) variance factor and the t tail (Hesterberg 2015, "What teachers should know
   about the bootstrap", sec. 3.4, the expanded percentile interval), so the seed part of the replicate variance
   (total minus the variance of the example-only replicates, all seeds kept) is scaled by

@@ -116,8 +116,8 @@ def test_family_is_the_primary_metric_against_baseline_and_reference_with_holm_b
 def test_pages_lead_with_the_primary_metric_and_state_units(built: tuple[Path, dict[str, Any], str]) -> None:
     out = built[0]
     files = {path.name for path in (out / GROUP).iterdir()}
-    assert {"main.md", "main.csv", "main.tex", "lead.tex", "comparisons.csv", "steps_to_reach.csv", "auc.csv", "forest.png",
-            "convergence.png", "recall_at_k.png", "hit_rate.png"} == files
+    assert {"main.md", "main.csv", "main.tex", "lead.tex", "comparisons.csv", "steps_to_reach.csv", "auc.csv",
+            "forest.png", "convergence.png", "recall_at_k.png", "hit_rate.png"} == files
     page = (out / "report.md").read_text()
     assert page.index("forest.png") < page.index("### All metrics")
     assert "1 (deterministic, 2 folders)" in page and "3 seeds*" in page and "interval unreliable" in page

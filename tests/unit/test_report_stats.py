@@ -38,9 +38,9 @@ def test_holm_on_four_p_values_worked_by_hand() -> None:
 def test_coverage_of_the_two_level_bootstrap_on_a_simulated_process(n_seeds: int, n_examples: int,
                                                                     n_sims: int) -> None:
     """Seed effects (sd 0.05) plus example effects shared by every seed (sd 0.1) plus noise (sd 0.1), true mean
-    0.3. The nominal 95% CI must cover 0.3 in 92-98% of the simulations (measured over 800: 96%). (2,000 bootstrap replicates per
-    simulation instead of the report's 10,000, to keep the test at a few seconds. Plain percentile intervals cover
-    about 87% with 5 seeds here, which this test rejects.)"""
+    0.3. The nominal 95% CI must cover 0.3 in 92-98% of the simulations (measured over 800: 96%). (2,000 bootstrap
+    replicates per simulation instead of the report's 10,000, to keep the test at a few seconds. Plain percentile
+    intervals cover about 87% with 5 seeds here, which this test rejects.)"""
     rng = np.random.default_rng(0)
     replicates = 2000
     covered = 0
