@@ -4,8 +4,9 @@ the curve at a fixed budget.
 - **Cumulative axis.** An RL run's step s sits at SFT's last step + s (its step 0 is the SFT model it starts from);
   wall time likewise adds the SFT run's wall time. An SFT run counts its own steps from the backbone.
 - **Steps to reach.** The target is declared before looking: `start + fraction x (best - start)`, where start is the
-  mean final validation value of the SFT runs (the RL warm start) and best the highest mean final value of any
-  trained method; or a value given outright. A seed reaches it at its first validation point after its own step 0;
+  SFT model's validation value (the mean over RL seeds of their step-0 point, which validates the warm start; the
+  SFT runs' final value when no RL run logged step 0) and best the highest mean final value of any trained
+  method; or a value given outright. A seed reaches it at its first validation point after its own step 0;
   a seed that never does is censored: "k of n reached", and the median cumulative step counts censored seeds as
   beyond every observed step (no median when fewer than half reach). Compute is total, SFT included.
 - **Area under the curve.** The mean validation value over the first `budget` RL steps (trapezoid on the logged
@@ -113,8 +114,9 @@ def steps_to_reach(curves: dict[str, list[SeedCurve]], metric: str, fraction: fl
     if not curves:
         return None
     sft = curves.get("sft")
-    rl_starts = [c.values[metric][0] for name, seeds in curves.items() if name != "sft" for c in seeds]
-    start = _final(sft, metric) if sft else (float(np.mean(rl_starts)) if rl_starts else None)
+    rl_starts = [c.values[metric][0] for name, seeds in curves.items() if name != "sft" for c in seeds
+                 if c.steps[0] == 0]
+    start = float(np.mean(rl_starts)) if rl_starts else (_final(sft, metric) if sft else None)
     best = max(_final(seeds, metric) for seeds in curves.values())
     declared = fraction
     if target is None:

@@ -128,19 +128,24 @@ def _curve(seed: int, steps: list[float], values: list[float], offset: float = 0
 
 def test_steps_to_reach_counts_censored_seeds_and_sft_compute() -> None:
     curves = {"sft": [_curve(0, [0, 10], [0.0, 0.1]), _curve(1, [0, 10], [0.0, 0.1])],
-              "rank_grpo": [_curve(0, [0, 2, 4], [0.1, 0.2, 0.3], offset=10),
+              "rank_grpo": [_curve(0, [0, 2, 4], [0.1, 0.25, 0.3], offset=10),
                             _curve(1, [0, 2, 4], [0.1, 0.1, 0.1], offset=10),
-                            _curve(2, [0, 2, 4], [0.5, 0.5, 0.5], offset=10)]}
-    # start 0.1 (SFT final), best mean final 0.3: target 0.1 + 0.5 x 0.2 = 0.2. Seed 0 reaches at RL step 2
-    # (cumulative 12); seed 1 never (censored); seed 2 is above at step 0, which does not count: step 2 (12).
+                            _curve(2, [0, 2, 4], [0.3, 0.3, 0.3], offset=10)]}
+    # Start: the RL seeds' step-0 points (the SFT model) (0.1 + 0.1 + 0.3) / 3; best mean final (0.3 + 0.1 + 0.3) / 3;
+    # target = start + 0.5 x (best - start) = 0.2. Seed 0 reaches at RL step 2 (cumulative 12); seed 1 never
+    # (censored); seed 2 is above at step 0, which does not count: step 2 (12). Median of (12, 12, never) = 12.
     steps = steps_to_reach(curves, "ndcg@20", 0.5)
-    assert steps is not None and steps.target == pytest.approx(0.2)
+    assert steps is not None and steps.target == pytest.approx(0.2) and steps.start == pytest.approx(0.5 / 3)
     row = steps.rows[1]
     assert (row.method, row.reached, row.n_seeds, row.median_step) == ("rank_grpo", 2, 3, 12.0)
     assert row.total_steps == 14.0 and row.total_wall == 108.0
-    # Two of three censored: no median.
-    given = steps_to_reach(curves, "ndcg@20", 0.5, target=0.45)
-    assert given is not None and given.rows[1].reached == 1 and given.rows[1].median_step is None
+    # Given 0.28: seed 0 at cumulative 14, seed 2 at 12, seed 1 never: the median of (12, 14, never) is 14, where a
+    # mean over the seeds that reach would say 13. Given 0.35: nobody reaches, no median.
+    given = steps_to_reach(curves, "ndcg@20", 0.5, target=0.28)
+    assert given is not None and given.fraction is None
+    assert (given.rows[1].reached, given.rows[1].median_step) == (2, 14.0)
+    never = steps_to_reach(curves, "ndcg@20", 0.5, target=0.35)
+    assert never is not None and never.rows[1].reached == 0 and never.rows[1].median_step is None
 
 
 def test_area_under_the_curve_at_a_budget() -> None:
