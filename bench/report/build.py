@@ -70,6 +70,8 @@ class ReportResult:
 def _verdict(analysis: TableAnalysis) -> str:
     """One sentence a reader decides from: how many comparisons are significant, how many could not be."""
     m = len(analysis.comparisons)
+    if not m:
+        return "No comparisons: the table has no method besides its comparators."
     significant = [f"{c.b} vs {c.a} ({'▲' if c.diff.mean > 0 else '▼'})" for c in analysis.comparisons
                    if c.significant]
     blind = sum(c.floor > analysis.options.alpha for c in analysis.comparisons)

@@ -162,12 +162,28 @@ def permutation_p_value(a: np.ndarray, b: np.ndarray, paired: bool, n_resamples:
     first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if paired and first.shape != second.shape:
         raise ValueError("paired samples must have equal length")
-    if np.array_equal(first, second) or (first.size + second.size) < 2 + (0 if paired else 1):
-        return 1.0
+    if np.array_equal(first, second) or (paired and first.size < 2):
+        return 1.0  # one pair: its two sign patterns are equally extreme
+    if not paired and min(first.size, second.size) < 2:
+        return _one_against_rest(first, second)
     result = permutation_test((first, second), _paired_difference if paired else _mean_difference,
                               permutation_type="samples" if paired else "independent", vectorized=True,
                               n_resamples=n_resamples, alternative="two-sided", rng=np.random.default_rng(seed))
     return float(min(1.0, result.pvalue))
+
+
+def _one_against_rest(first: np.ndarray, second: np.ndarray) -> float:
+    """Exact unpaired test when one sample has a single value (scipy needs two per sample): every choice of which
+    pooled value forms the single-value sample is equally likely under the null."""
+    pooled = np.concatenate([first, second])
+    single_first = first.size == 1
+    observed = abs(_mean_difference(first, second))
+    stats = []
+    for index in range(pooled.size):
+        rest = np.delete(pooled, index)
+        single = pooled[index:index + 1]
+        stats.append(abs(_mean_difference(single, rest) if single_first else _mean_difference(rest, single)))
+    return float(np.mean(np.array(stats) >= observed - 1e-12 * max(1.0, observed)))
 
 
 def p_floor(n_a: int, n_b: int, paired: bool, n_resamples: int = 10_000) -> float:

@@ -88,7 +88,7 @@ def runs_text(analysis: TableAnalysis, name: str) -> str:
     method = analysis.methods[name]
     if method.deterministic:
         return f"1 (deterministic, {method.n_folders} folders)" if method.n_folders > 1 else "1 (deterministic)"
-    return f"{method.n_runs} seeds" + (UNRELIABLE if method.unreliable else "")
+    return f"{method.n_runs} seed{'s' if method.n_runs != 1 else ''}" + (UNRELIABLE if method.unreliable else "")
 
 
 def _versus(analysis: TableAnalysis, name: str, other: str) -> tuple[str, str, str]:

@@ -108,6 +108,10 @@ def test_permutation_p_values_and_floors_worked_by_hand() -> None:
     assert permutation_p_value(np.zeros(3), np.ones(3), paired=False) == pytest.approx(0.1)
     assert p_floor(3, 3, paired=False) == pytest.approx(0.1)
     assert p_floor(1, 3, paired=False) == pytest.approx(0.25)
+    # One value against three, unpaired: 4 ways to pick the single value; only the observed split (0 vs 1, 1, 1)
+    # reaches |diff| = 1 -> 1/4. A single pair: p = 1.
+    assert permutation_p_value(np.zeros(1), np.ones(3), paired=False) == pytest.approx(0.25)
+    assert permutation_p_value(np.zeros(1), np.ones(1), paired=True) == 1.0
     # 40 pairs: sampled sign flips, floor 2 / (resamples + 1).
     assert permutation_p_value(np.zeros(40), np.ones(40), paired=True) == pytest.approx(2 / 10_001)
     assert p_floor(40, 40, paired=True) == pytest.approx(2 / 10_001)
