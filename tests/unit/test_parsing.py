@@ -151,3 +151,13 @@ def test_reference_splits_on_newlines_only_and_drops_nothing_positionally() -> N
 def test_reference_reading_never_raises(text: str) -> None:
     lines = parse_lines(text, "reference")
     assert all(item is None or (isinstance(item[0], str) and isinstance(item[1], int)) for item in lines)
+
+
+def test_reference_protocol_scores_what_the_published_parser_reads(small_catalog, heat_up_example) -> None:
+    from bench.evaluation.evaluator import score_text
+
+    text = "1. Heat (1995) - a heist classic\n2. Up (2009): Pixar at its best"
+    reference = score_text(text, heat_up_example, small_catalog, "reference")
+    assert reference.hits == (True, True) and reference.recall[20] == 1.0
+    standard = score_text(text, heat_up_example, small_catalog, "standard")
+    assert (standard.n_lines, standard.n_parsed, standard.recall[20]) == (2, 0, 0.0)
