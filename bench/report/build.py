@@ -220,7 +220,7 @@ def build_report(results_dir: Path, out: Path, options: ReportOptions = ReportOp
     if notes:
         sections.append(Section("Runs left out", tuple(notes)))
     report = {"tables": tables}
-    atomic_write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")  # strict JSON
     atomic_write_text(out / "report.md", markdown_page(TITLE, sections, out))
     files += [out / "report.json", out / "report.md"]
     if options.html:
