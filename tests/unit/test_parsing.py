@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from bench.data.catalog import load_catalog
 from bench.data.datasets import SHIPPED_DIR
+from bench.evaluation.evaluator import score_text
 from bench.evaluation.parsing import (
     format_item,
     parse_line,
@@ -154,8 +155,6 @@ def test_reference_reading_never_raises(text: str) -> None:
 
 
 def test_reference_protocol_scores_what_the_published_parser_reads(small_catalog, heat_up_example) -> None:
-    from bench.evaluation.evaluator import score_text
-
     text = "1. Heat (1995) - a heist classic\n2. Up (2009): Pixar at its best"
     reference = score_text(text, heat_up_example, small_catalog, "reference")
     assert reference.hits == (True, True) and reference.recall[20] == 1.0
