@@ -129,9 +129,6 @@ class Group:
     key: GroupKey
     methods: dict[str, tuple[RunRecord, ...]] = field(default_factory=dict)
 
-    def trained(self) -> dict[str, tuple[RunRecord, ...]]:
-        return {method: runs for method, runs in self.methods.items() if any(run.curve for run in runs)}
-
 
 def _key(spec: RunSpec, model: str) -> GroupKey:
     return GroupKey(spec.dataset, model, spec.preset, spec.split, spec.protocol, spec.settings.eval_limit)
@@ -172,7 +169,7 @@ def is_deterministic(runs: Sequence[RunRecord]) -> bool:
 
 def sft_start(records: Sequence[RunRecord], record: RunRecord) -> RunRecord | None:
     """The SFT run an RL run started from (same backbone, dataset, seed, preset), when it is among `records`."""
-    if record.spec.algo == "sft" or not any(point for point in record.curve):
+    if record.spec.algo == "sft" or not record.curve:
         return None
     run_id = canonical(replace(record.spec, algo="sft")).run_id
     return next((other for other in records if other.spec.run_id == run_id), None)
