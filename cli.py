@@ -5,6 +5,7 @@ Heavy libraries (torch, transformers, trl, vllm) are imported inside the command
 """
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -15,6 +16,10 @@ import typer
 
 from bench import cli_options as opt
 from bench.errors import BenchError
+
+# OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other jobs, spinning threads
+# made a 2-thread decoding step 14-23x slower than 1 thread (measured, bench bench rollout); set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(help="bench: benchmark LLM conversational recommenders aligned with RL.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -169,6 +174,7 @@ def run_command(
     length_shaping: opt.LengthShaping = True, missing_rank_credit: opt.MissingRankCredit = False,
     epsilon_low: opt.Epsilon = None, epsilon_high: opt.Epsilon = None, loss_type: opt.LossType = None,
     report_to: opt.ReportTo = "none", dry_run: opt.DryRun = False,
+    lora_r: opt.LoraR = 0, lora_alpha: opt.LoraAlpha = None, lora_targets: opt.LoraTargets = "all-linear",
     sft_data: Annotated[str | None, typer.Option(help="Dataset with SFT demonstrations (bench sft-data).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (also OPENAI_BASE_URL).")] = None,
     random_init: Annotated[bool, typer.Option(help="Real architecture, random weights (throughput only).")] = False,
@@ -185,7 +191,8 @@ def run_command(
                      dataset=dataset, catalog=str(catalog) if catalog else None, split=split, seed=seed,
                      backend=backend, protocol=protocol, reward=reward, length_shaping=length_shaping,
                      missing_rank_credit=missing_rank_credit, epsilon_low=epsilon_low, epsilon_high=epsilon_high,
-                     loss_type=loss_type, sft_data=sft_data, base_url=base_url, random_init=random_init)
+                     loss_type=loss_type, sft_data=sft_data, base_url=base_url, random_init=random_init,
+                     lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=lora_targets)
     from bench.runs.methods import get_method
 
     get_method(spec.algo)
@@ -215,26 +222,22 @@ def models_command() -> None:
 @bench_app.command("rollout")
 @user_errors
 def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny",
-                  backend: Annotated[str, typer.Option(help="transformers or vllm.")] = "transformers",
-                  prompts: Annotated[int, typer.Option(help="Number of prompts.")] = 64,
-                  batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 16,
-                  max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 128,
-                  temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 1.0,
+                  batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
+                  max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 64,
+                  temperature: Annotated[float, typer.Option(help="Temperature of the sampled rows.")] = 1.0,
+                  backend: BackendOption = "transformers",
                   random_init: Annotated[bool, typer.Option(help="Real architecture, random weights.")] = False,
                   dataset: DatasetOption = "redial") -> None:
-    """Rollout throughput: tokens/s and examples/s for a backbone and backend."""
+    """Rollout tokens/s at each batch size, greedy and sampled, beside the FLOP-bound ceiling of this machine."""
     from bench.data.datasets import load_dataset
-    from bench.models.backbones import load_backbone
-    from bench.models.rollouts import measure_throughput
-    from bench.models.sampling import SamplingSettings
+    from bench.models.backbones import default_cache_dir, load_backbone
+    from bench.models.speed import format_report, rollout_speed
 
-    corpus = load_dataset(dataset).corpus()
-    backbone = load_backbone(model, corpus=corpus, random_init=random_init)
-    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, ignore_eos=True)
-    result = measure_throughput(backbone, backend, prompts, settings, batch_size)
-    typer.echo(f"{result['backbone']} on {result['device']} ({result['backend']}, {result['dtype']}): "
-               f"{result['tokens_per_s']:.1f} tokens/s, {result['examples_per_s']:.2f} examples/s "
-               f"({result['new_tokens']} tokens in {result['wall_s']:.2f} s, batch {batch_size})")
+    backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), random_init=random_init,
+                             cache_dir=default_cache_dir() / "backbones")
+    sizes = [int(size) for size in _comma_list(batch_sizes)]
+    for line in format_report(rollout_speed(backbone, sizes, max_new_tokens, temperature, backend)):
+        typer.echo(line)
 
 
 @bench_app.command("eval")
@@ -442,7 +445,7 @@ def sft_data_command(
 ) -> None:
     """Build SFT demonstrations with Remap-Reflect-Adjust (Rank-GRPO Stage 1): teacher -> catalog -> judge ->
     adjusted lists of 20 catalog items."""
-    from baselines.sft_data import SftDataConfig, build_sft_data
+    from baselines.sft_data import SftDataConfig, build_sft_data, report_lines
     from bench.data.datasets import load_dataset
     from bench.models.backbones import default_cache_dir
 
@@ -451,15 +454,8 @@ def sft_data_command(
                            max_new_tokens=max_new_tokens)
     report = build_sft_data(load_dataset(dataset, catalog), config, out, default_cache_dir(), overwrite=force,
                             log=lambda message: typer.echo(message, err=True))
-    remap, metrics = report["remap"], report["train_metrics"]
-    typer.echo(f"{report['n_examples']} demonstrations in {report['build_seconds']:.1f} s -> {out}")
-    typer.echo("remap: hit rate {:.4f} ({})".format(
-        remap["hit_rate"], ", ".join(f"{stage} {count}" for stage, count in remap["counts"].items())))
-    typer.echo(f"dropped: {report['dropped']}  filled: {report['filled']}  "
-               f"catalog compliance: {report['catalog_compliance']:.4f}")
-    for source in ("teacher", "demonstrations"):
-        typer.echo(f"{source} on train: recall@20 {metrics[source]['recall@20']:.4f}  "
-                   f"ndcg@20 {metrics[source]['ndcg@20']:.4f}")
+    for line in report_lines(report, out):
+        typer.echo(line)
 
 
 @app.command("serve")
@@ -472,25 +468,12 @@ def serve_command(
     backend: BackendOption = "transformers",
 ) -> None:
     """Serve a local backbone as an OpenAI-compatible endpoint (POST /v1/chat/completions) until Ctrl-C."""
-    import threading
-
     from bench.data.datasets import load_dataset
     from bench.models.backbones import default_cache_dir, load_backbone
-    from bench.models.openai_server import serve
+    from bench.models.openai_server import serve_until_interrupted
 
     backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), cache_dir=default_cache_dir() / "backbones")
-    try:
-        handle = serve(backbone, host, port, backend=backend)
-    except OSError as error:
-        raise BenchError(f"Cannot serve on {host}:{port}: {error.strerror or error}.") from None
-    typer.echo(f"serving {handle.model_name} at {handle.url} (bench run --model openai:{handle.model_name} "
-               f"--base-url {handle.url}); Ctrl-C stops")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        typer.echo("stopping")
-    finally:
-        handle.close()
+    serve_until_interrupted(backbone, host, port, backend, typer.echo)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     """Train (or resume) from the SFT model; returns the final model directory of the run."""
     from trl import GRPOTrainer
 
+    from algorithms.lora import merge_adapters, spec_lora_config
     from algorithms.rank_grpo_trainer import RankGRPOTrainer
     from algorithms.training import (
         CurveLogger,
@@ -169,14 +170,17 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     dataset = train_prompts(ctx.dataset.split("train"), start.tokenizer, settings.max_prompt_tokens)
     if ctx.spec.algo == "rank_grpo":
         trainer = RankGRPOTrainer(model=str(sft_dir), rank_reward_fn=rewards.hits, args=config,
-                                  train_dataset=dataset, processing_class=start.tokenizer, callbacks=callbacks)
+                                  train_dataset=dataset, processing_class=start.tokenizer, callbacks=callbacks,
+                                  peft_config=spec_lora_config(ctx.spec))
     else:
         trainer = GRPOTrainer(model=str(sft_dir), reward_funcs=rewards, args=config, train_dataset=dataset,
-                              processing_class=start.tokenizer, callbacks=callbacks)
+                              processing_class=start.tokenizer, callbacks=callbacks,
+                              peft_config=spec_lora_config(ctx.spec))
     trainer_ref.append(trainer)
     declare_tied_head(trainer.model)
     with quiet_trl_deprecations():
         trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
+    merge_adapters(trainer)
     save_final_model(trainer, model_dir)
     return model_dir
 

@@ -72,6 +72,8 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     """Train (or resume, or reuse) the SFT model of this run; returns its directory and facts for the summary."""
     from trl import SFTConfig, SFTTrainer
 
+    from algorithms.lora import merge_adapters, spec_lora_config
+
     from algorithms.training import (
         CurveLogger,
         curve_callback,
@@ -112,10 +114,12 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     callbacks = [train_log_callback(ctx.folder.train_log_path), curve_callback(logger, interval, select_best=True)]
     declare_tied_head(backbone.model)
     trainer = SFTTrainer(model=backbone.model, args=config, train_dataset=train_dataset,
-                         processing_class=backbone.tokenizer, callbacks=callbacks)
+                         processing_class=backbone.tokenizer, callbacks=callbacks,
+                         peft_config=spec_lora_config(ctx.spec))
     with quiet_trl_deprecations():
         trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
     facts["selected_step"] = load_best_checkpoint(trainer)
+    merge_adapters(trainer)
     save_final_model(trainer, model_dir)
     facts.update(train_steps=trainer.state.global_step, optimizer=settings.optim)
     return model_dir, facts

@@ -314,3 +314,17 @@ def default_demonstrations(dataset: Dataset, cache_dir: Path,
             if not (out / REPORT_FILE).is_file():
                 raise
     return [(example, text) for example in load_dataset(str(out)).split("train") if (text := example.completion)]
+
+
+def report_lines(report: dict[str, Any], out: Path) -> list[str]:
+    """What `bench sft-data` prints about a build: size and time, Remap's hit rate, drops and fills, catalog
+    compliance, and the teacher's and the demonstrations' scores on the training split."""
+    remap, metrics = report["remap"], report["train_metrics"]
+    lines = [f"{report['n_examples']} demonstrations in {report['build_seconds']:.1f} s -> {out}",
+             "remap: hit rate {:.4f} ({})".format(
+                 remap["hit_rate"], ", ".join(f"{stage} {count}" for stage, count in remap["counts"].items())),
+             f"dropped: {report['dropped']}  filled: {report['filled']}  "
+             f"catalog compliance: {report['catalog_compliance']:.4f}"]
+    lines += [f"{source} on train: recall@20 {metrics[source]['recall@20']:.4f}  "
+              f"ndcg@20 {metrics[source]['ndcg@20']:.4f}" for source in ("teacher", "demonstrations")]
+    return lines

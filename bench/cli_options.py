@@ -19,3 +19,8 @@ ReportTo = Annotated[str, typer.Option(
     help="Also report training logs to none, tensorboard or wandb (optional extras; W&B runs offline unless "
          "WANDB_MODE is set).")]
 DryRun = Annotated[bool, typer.Option(help="Print the fully resolved spec as JSON on stdout and write nothing.")]
+LoraR = Annotated[int, typer.Option(
+    help="LoRA rank for sft and RL methods (0 = full fine-tuning); adapters are merged into model/ after training.")]
+LoraAlpha = Annotated[float | None, typer.Option(help="LoRA alpha (default 2 x rank).")]
+LoraTargets = Annotated[str, typer.Option(
+    help="LoRA target modules: all-linear (every linear layer but the output head) or comma-separated names.")]

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -282,3 +282,21 @@ def serve(backbone: Backbone, host: str = "127.0.0.1", port: int = 0, *, backend
     thread = threading.Thread(target=httpd.serve_forever, name=f"openai-server-{port}", daemon=True)
     thread.start()
     return ServerHandle(httpd, thread)
+
+
+def serve_until_interrupted(backbone: Backbone, host: str, port: int, backend: str,
+                            echo: Callable[[str], object]) -> None:
+    """`bench serve`: serve `backbone` in the foreground, say where (and how to point `bench run` at it), and stop
+    cleanly on Ctrl-C; a port that cannot be bound is a BenchError."""
+    try:
+        handle = serve(backbone, host, port, backend=backend)
+    except OSError as error:
+        raise BenchError(f"Cannot serve on {host}:{port}: {error.strerror or error}.") from None
+    echo(f"serving {handle.model_name} at {handle.url} (bench run --model openai:{handle.model_name} "
+         f"--base-url {handle.url}); Ctrl-C stops")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        echo("stopping")
+    finally:
+        handle.close()

@@ -144,8 +144,8 @@ class TransformersEngine:
 
 class CachedEngine:
     """An engine behind a `RolloutCache`: cached prompts are read, the rest generated `batch_size` prompts at a
-    time and stored after each batch. Missing prompts keep their relative order, so a resumed run forms the same
-    batches as an uninterrupted one. All prompts are checked against the context first, so that an error names
+    time and stored after each batch. Missing prompts are batched in order of length (ties in their given order):
+    a batch of similar lengths wastes little compute on left padding, and the order depends only on the prompts. All prompts are checked against the context first, so that an error names
     the caller's prompt index and comes before any work."""
 
     def __init__(self, engine: RolloutEngine, cache: RolloutCache, progress: bool = True) -> None:
@@ -169,7 +169,7 @@ class CachedEngine:
         self.engine.check_fits(prompts, settings)
         seed = 0 if settings.greedy else seed
         results: list[list[str] | None] = [self.cache.get(self.fingerprint, p, settings, seed) for p in prompts]
-        missing = [i for i, cached in enumerate(results) if cached is None]
+        missing = sorted((i for i, cached in enumerate(results) if cached is None), key=lambda i: _length(prompts[i]))
         with tqdm(total=len(missing), desc="generating", unit="prompt", disable=not self.progress or not missing,
                   leave=False) as bar:
             for start in range(0, len(missing), self.batch_size):
@@ -180,6 +180,11 @@ class CachedEngine:
                     results[index] = completions
                 bar.update(len(batch))
         return [completions for completions in results if completions is not None]
+
+
+def _length(prompt: Chat) -> int:
+    """Characters of a chat's contents: a tokenizer-free proxy of its token length, for batching by length."""
+    return sum(len(str(message.get("content", ""))) for message in prompt)
 
 
 def make_engine(
@@ -217,9 +222,11 @@ def throughput_prompts(n_prompts: int) -> list[list[dict[str, str]]]:
 
 
 def measure_throughput(
-    backbone: Backbone, backend: str, n_prompts: int, settings: SamplingSettings, batch_size: int
+    backbone: Backbone, backend: str, n_prompts: int, settings: SamplingSettings, batch_size: int,
+    warmup: bool = True,
 ) -> dict[str, Any]:
-    """Time generation for `n_prompts` synthetic prompts (after a one-batch warm-up, uncached, no progress bar).
+    """Time generation for `n_prompts` synthetic prompts (after a one-batch warm-up unless `warmup` is False,
+    uncached, no progress bar).
 
     Returns backend, backbone, device, counts, wall seconds, new tokens per second, completions (examples) per
     second, and peak CUDA memory in GiB (transformers on CUDA only: vLLM preallocates its own pool in another
@@ -230,7 +237,8 @@ def measure_throughput(
     engine = make_engine(backend, backbone, batch_size=batch_size, progress=False)
     prompts = throughput_prompts(n_prompts)
     engine.check_fits(prompts, settings)
-    engine.generate(prompts[: min(batch_size, n_prompts)], settings, seed=-1)
+    if warmup:
+        engine.generate(prompts[: min(batch_size, n_prompts)], settings, seed=-1)
     device = backbone.model.device
     on_cuda = backend == "transformers" and device.type == "cuda"
     if on_cuda:

@@ -76,6 +76,11 @@ class RunSpec:
     """Clip range of the RL ratio, resolved per method from `bench.runs.presets.CLIPPING` (None for other methods)."""
     loss_type: str | None = None
     """TRL token aggregation of the RL loss (`bnpo` for GRPO and Rank-GRPO, `grpo` for GSPO; None elsewhere)."""
+    lora_r: int = 0
+    """LoRA rank for SFT and RL (0: full fine-tuning; `algorithms.lora`); alpha defaults to 2r, targets to every
+    linear layer. Left out of the digest while 0, so runs without LoRA keep their ids."""
+    lora_alpha: float | None = None
+    lora_targets: str = "all-linear"
 
     @property
     def preset(self) -> str:
@@ -109,7 +114,10 @@ class RunSpec:
 
     @property
     def digest(self) -> str:
-        payload = json.dumps(self.to_json(), sort_keys=True, default=str).encode()
+        data = self.to_json()
+        if self.lora_r == 0:
+            data = {key: value for key, value in data.items() if key not in LORA_FIELDS}
+        payload = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(payload).hexdigest()[:10]
 
     @property
@@ -177,6 +185,7 @@ def _resolve_rl(spec: RunSpec, loss_type_given: bool) -> RunSpec:
 
 
 RL_ALGORITHMS = ("grpo", "gspo", "rank_grpo")
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_targets")
 RL_SETTINGS = ("rl_steps", "rl_lr", "num_generations", "prompts_per_step", "beta", "temperature", "mu", "rl_epochs",
                "rl_micro_batch", "rl_adam_beta2")
 
@@ -190,6 +199,10 @@ def canonical(spec: RunSpec) -> RunSpec:
                        epsilon_low=None, epsilon_high=None, loss_type=None)
     if spec.algo != "rank_grpo":
         spec = replace(spec, reward="exp_inf", length_shaping=True, missing_rank_credit=False)
+    if spec.lora_r == 0 or (spec.algo in ALGORITHMS and not ALGORITHMS[spec.algo].trained):
+        spec = replace(spec, lora_r=0, lora_alpha=None, lora_targets="all-linear")
+    elif spec.lora_alpha is None:
+        spec = replace(spec, lora_alpha=2.0 * spec.lora_r)
     return spec
 
 
