@@ -86,8 +86,8 @@ def _legend(analysis: TableAnalysis) -> list[str]:
     m = len(analysis.comparisons)
     return [(f"How to read: primary metric {options.primary} on {analysis.n_examples} test examples, mean over runs "
              f"[95% two-level bootstrap CI: seeds resampled, one draw of test examples shared by every seed and "
-             f"method, {options.n_bootstrap} replicates, widened for few seeds]. A deterministic method "
-             f"(identical seed folders) is one run. {UNRELIABLE_NOTE}"),
+             f"method, {options.n_bootstrap} replicates, widened for few seeds]. An untrained method "
+             f"whose seed folders are identical is deterministic: one run. {UNRELIABLE_NOTE}"),
             (f"Δ = method - comparator (▲ higher, ▼ lower) with its CI from the same bootstrap. p / Holm: two-sided "
              f"permutation test whose unit is the seed (paired by seed where runs share an SFT start; the test "
              f"example only when both methods are deterministic), then Holm over the family of {m} comparisons "
@@ -134,7 +134,10 @@ def _curve_blocks(group: Group, analysis: TableAnalysis, folder: Path, options: 
                              f"against the cumulative step (SFT steps, then RL: RL step 0 is SFT's last step) and "
                              f"cumulative wall time. Thin lines: one seed each; thick: mean over seeds."))
     steps = steps_to_reach(curves, primary, options.target_fraction, options.target)
-    if steps is not None:
+    if steps is None:
+        blocks.append(f"Steps to reach: no target, since no trained method's mean final validation {primary} rose "
+                      f"above the SFT start (give one with --target).")
+    else:
         outputs["steps_to_reach.csv"] = steps_table(steps).to_csv()
         origin = ("given outright" if steps.fraction is None else
                   f"declared as SFT start {steps.start:.4f} + {steps.fraction:g} x (best mean final {steps.best:.4f}"

@@ -5,8 +5,8 @@ metrics.json is incomplete and left out with a note. Runs are comparable when th
 preset and evaluation limit; one table is drawn per backbone, and runs without a backbone (popularity, EASE,
 random: model "none") join every backbone's table of their dataset. Within a table a method is its
 `RunSpec.method_label` (`rank_grpo`, `rank_grpo+log_decay`, `grpo+mu2`); only when two configurations share a label
-does each get its configuration digest. A method whose runs are identical (same example ids, same per-example scores
-in every seed folder: popularity, EASE, greedy zero-shot) is deterministic and counts as one run.
+does each get its configuration digest. An untrained method whose runs are identical (same example ids, same
+per-example scores in every seed folder: popularity, EASE, greedy zero-shot) is deterministic and counts as one run.
 """
 
 import re
@@ -155,12 +155,15 @@ def _methods(records: Sequence[RunRecord]) -> dict[str, tuple[RunRecord, ...]]:
 
 
 def is_deterministic(runs: Sequence[RunRecord]) -> bool:
-    """True when the runs are one run: several seed folders with identical example ids and per-example scores, or
-    a single run of an untrained method whose output does not depend on the seed."""
+    """True when the runs of an untrained method are one run: several seed folders with identical example ids and
+    per-example scores, or a single run of a method whose output does not depend on the seed. A trained method is
+    never deterministic: its seed is the unit even when its seeds happen to score alike (e.g. all zero)."""
     first = runs[0]
+    info = ALGORITHMS.get(first.spec.algo)
+    if info is None or info.trained:
+        return False
     if len(runs) == 1:
-        info = ALGORITHMS.get(first.spec.algo)
-        return info is not None and not info.trained and first.spec.algo not in SEEDED_UNTRAINED
+        return first.spec.algo not in SEEDED_UNTRAINED
     return all(run.example_ids == first.example_ids
                and all(np.array_equal(run.columns[name][0], first.columns[name][0])
                        and np.array_equal(run.columns[name][1], first.columns[name][1]) for name in first.columns)

@@ -167,3 +167,17 @@ def test_methods_are_named_by_label_and_a_digest_only_separates_equal_labels(tmp
     assert "rank_grpo" in names and "rank_grpo+log_decay" in names
     grpo = [name for name in names if name.startswith("grpo")]
     assert len(grpo) == 2 and all(name.startswith("grpo [") and name.endswith("]") for name in grpo)
+
+
+def test_identical_seeds_are_one_run_only_for_untrained_methods(tmp_path: Path) -> None:
+    from bench.report.data import group_runs, is_deterministic, load_runs
+
+    write_run = _fixture_module().write_run
+    for seed in (0, 1):
+        write_run(tmp_path, "sft", seed, [0, 0, 0], curve=[[0, 0.0], [6, 0.0]])
+        write_run(tmp_path, "random", seed, [0, 3, 0])
+    records, _ = load_runs(tmp_path)
+    (group,) = group_runs(records)
+    # Two sft seeds that both score zero everywhere are still two seeds (the unit of a trained method); two random
+    # seeds that drew alike are one run.
+    assert not is_deterministic(group.methods["sft"]) and is_deterministic(group.methods["random"])
