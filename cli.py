@@ -281,6 +281,24 @@ def bench_step_time(model: Annotated[str, typer.Option(help="Backbone.")] = "tin
                f"completions, {model})")
 
 
+@bench_app.command("train-step")
+@user_errors
+def bench_train_step(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny-m",
+                     lora_r: Annotated[int, typer.Option(help="LoRA rank compared with full fine-tuning.")] = 16,
+                     batch: int = 8, length: int = 300, steps: int = 3, dataset: DatasetOption = "redial") -> None:
+    """Optimizer-step time and peak memory, full fine-tuning vs LoRA on every linear layer (same batch)."""
+    from algorithms.lora import measure_step_cost_isolated
+    from bench.data.datasets import load_dataset
+    from bench.models.backbones import backbone_path, default_cache_dir
+
+    path = backbone_path(model, corpus=load_dataset(dataset).corpus(), cache_dir=default_cache_dir() / "backbones")
+    for r in (0, lora_r):
+        cost = measure_step_cost_isolated(path, r, batch=batch, length=length, steps=steps)
+        typer.echo(f"{model} {'full' if r == 0 else f'LoRA r={r}':<10} trainable {cost.trainable / 1e6:8.2f}M of "
+                   f"{cost.total / 1e6:.2f}M  {cost.step_s:7.2f} s/step  peak memory {cost.peak_memory_gib:.2f} GiB "
+                   f"({batch} x {length} tokens)")
+
+
 def _comma_list(text: str) -> list[str]:
     """'a, b,c' -> ['a', 'b', 'c'] (for the matrix flags)."""
     return [part.strip() for part in text.split(",") if part.strip()]
