@@ -223,7 +223,8 @@ def models_command() -> None:
 @user_errors
 def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny",
                   batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
-                  max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 64,
+                  max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 128,
+                  dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
                   temperature: Annotated[float, typer.Option(help="Temperature of the sampled rows.")] = 1.0,
                   backend: BackendOption = "transformers",
                   random_init: Annotated[bool, typer.Option(help="Real architecture, random weights.")] = False,
@@ -233,7 +234,7 @@ def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny"
     from bench.models.backbones import default_cache_dir, load_backbone
     from bench.models.speed import format_report, rollout_speed
 
-    backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), random_init=random_init,
+    backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), random_init=random_init, dtype=dtype,
                              cache_dir=default_cache_dir() / "backbones")
     sizes = [int(size) for size in _comma_list(batch_sizes)]
     for line in format_report(rollout_speed(backbone, sizes, max_new_tokens, temperature, backend)):

@@ -1,0 +1,30 @@
+"""`bench bench rollout`'s measurement on a tiny backbone: one row per batch size and mode, every completion forced
+to the requested length, and tokens/s read against a ceiling computed from the measured matmul throughput."""
+
+import pytest
+
+from bench.models.backbones import load_backbone
+from bench.models.speed import format_report, matmul_flops, rollout_speed
+
+CORPUS = [f"I liked Movie {i} ({1950 + i % 70}).\nRecommend titles, one per line." for i in range(60)]
+
+
+def test_rows_and_ceiling(tmp_path_factory: pytest.TempPathFactory) -> None:
+    backbone = load_backbone("tiny", corpus=CORPUS, cache_dir=tmp_path_factory.mktemp("cache"), device="cpu")
+    report = rollout_speed(backbone, [1, 2], max_new_tokens=6)
+    assert [(row.batch_size, row.mode) for row in report.rows] == [(1, "greedy"), (1, "sampled"), (2, "greedy"),
+                                                                   (2, "sampled")]
+    assert [row.new_tokens for row in report.rows] == [6, 6, 12, 12]
+    parameters = sum(p.numel() for p in backbone.model.parameters())
+    assert report.parameters == parameters
+    assert report.ceiling_tokens_per_s == pytest.approx(report.matmul_flops / (2 * parameters))
+    for row in report.rows:
+        assert row.ceiling_fraction == pytest.approx(row.tokens_per_s / report.ceiling_tokens_per_s)
+    lines = format_report(report)
+    assert "ceiling" in lines[1] and len(lines) == 3 + len(report.rows)
+
+
+def test_matmul_throughput_is_positive() -> None:
+    import torch
+
+    assert matmul_flops(torch.device("cpu"), torch.float32, size=64, seconds=0.05) > 0
