@@ -181,7 +181,8 @@ class RankGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         """TRL's generation and scoring, then per-token Rank-GRPO advantages (paper Eqs. 8, 10) in `advantages`
         ((B_local, T)) and the token ranks in `rank_ids` ((B_local, T), see `segment_ranks`)."""
-        output = super()._generate_and_score_completions(inputs)
+        with quiet_trl_deprecations():  # TRL's generation reads a deprecated transformers property
+            output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         device = self.accelerator.device
         n_items = self.args.n_items
@@ -233,6 +234,9 @@ class RankGRPOTrainer(GRPOTrainer):
         self._metrics[mode]["rank_grpo/items"].append(items.mean().item())
         self._metrics[mode]["rank_grpo/hits"].append(hits.sum(dim=1).mean().item())
         self._metrics[mode]["rank_grpo/rank_reward"].append(rewards.sum(dim=1).mean().item())
+        grouped = rewards.view(-1, group_size, n_items)  # a group teaches nothing when every rank ties across it
+        tied = (grouped.amax(dim=1) == grouped.amin(dim=1)).all(dim=1).float()
+        self._metrics[mode]["rank_grpo/frac_tied_groups"].append(tied.mean().item())
         return output
 
     def _compute_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:

@@ -3,8 +3,9 @@ the step at each validation interval), written into the run folder by the main p
 
 `train_log.jsonl` lines hold what applies to the method, under stable names (TRL's log keys in `TRAIN_LOG_KEYS`):
 loss, learning rate, grad norm, step seconds; for RL also reward mean/std, the fraction of groups whose rewards all
-tie (`frac_tied_groups`: no learning signal), clip fractions, KL, entropy, mean completion length, items emitted,
-format rate and generated tokens per second; for SFT tokens per second and token accuracy. Items and format rate are
+tie (`frac_tied_groups`: no learning signal; for Rank-GRPO, groups where every rank's reward ties), clip
+fractions, KL, entropy, mean completion length, items emitted, format rate and generated tokens per second; for SFT
+tokens per second and token accuracy. Items and format rate are
 computed from the completions the reward function scored (`RolloutBuffer`, this process's share under several
 processes); TRL's means are over all processes.
 
@@ -114,6 +115,8 @@ def train_log_callback(path: Path, buffer: RolloutBuffer | None = None, completi
                         generated = line["mean_completion_length"] * completions_per_step
                         line["generated_tokens_per_s"] = generated / self.seconds
                     buffer.fresh = False
+            if isinstance(logs.get("rank_grpo/frac_tied_groups"), (int, float)):  # per-rank ties, not the DCG's
+                line["frac_tied_groups"] = float(logs["rank_grpo/frac_tied_groups"])
             if "rank_grpo/items" in logs:
                 line["items_emitted_all_processes"] = float(logs["rank_grpo/items"])
             if isinstance(logs.get("num_tokens"), (int, float)):

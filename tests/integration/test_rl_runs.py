@@ -119,17 +119,22 @@ def _assert_watch_files(folder: Path, algo: str) -> None:
     for record in rollouts:
         by_step.setdefault(record["step"], []).append(record)
     assert sorted(by_step) == [2, 4] and all(len(records) == 2 * G for records in by_step.values())
-    for records in by_step.values():
+    log_by_step = {line["step"]: line for line in log}
+    for step, records in by_step.items():
         assert all(record["prompt_id"] and record["completion"] is not None for record in records)
         hits = torch.tensor([record["hits"] for record in records])
         if algo == "rank_grpo":  # exp_inf: per-rank rewards are the hits, normalised per rank over each group
             torch.testing.assert_close(torch.tensor([r["rank_rewards"] for r in records]), hits)
             expected = rank_advantages(hits, G)
             torch.testing.assert_close(torch.tensor([r["rank_advantages"] for r in records]), expected)
+            rewards = hits
         else:  # scalar NDCG@20 reward, normalised over each group (TRL's scale_rewards="group")
             rewards = torch.tensor([[record["reward"]] for record in records])
             expected = rank_advantages(rewards, G)[:, 0]
             torch.testing.assert_close(torch.tensor([r["advantage"] for r in records]), expected)
+        grouped = rewards.view(-1, G, rewards.size(1))  # a group is tied when every column ties across it
+        tied = (grouped.amax(dim=1) == grouped.amin(dim=1)).all(dim=1).float().mean().item()
+        assert log_by_step[step]["frac_tied_groups"] == pytest.approx(tied)
 
 
 def test_grpo_resumes_from_its_checkpoint_after_an_interruption(results: Path, monkeypatch: pytest.MonkeyPatch):
