@@ -146,6 +146,7 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
         declare_tied_head,
         last_checkpoint,
         model_is_saved,
+        quiet_console,
         quiet_trl_deprecations,
         save_final_model,
         validation_subset,
@@ -178,6 +179,7 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
                               peft_config=spec_lora_config(ctx.spec))
     trainer_ref.append(trainer)
     declare_tied_head(trainer.model)
+    quiet_console(trainer)
     with quiet_trl_deprecations():
         trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
     merge_adapters(trainer)

@@ -83,6 +83,7 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
         load_best_checkpoint,
         micro_batches,
         model_is_saved,
+        quiet_console,
         quiet_trl_deprecations,
         save_final_model,
         validation_subset,
@@ -116,6 +117,7 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     trainer = SFTTrainer(model=backbone.model, args=config, train_dataset=train_dataset,
                          processing_class=backbone.tokenizer, callbacks=callbacks,
                          peft_config=spec_lora_config(ctx.spec))
+    quiet_console(trainer)
     with quiet_trl_deprecations():
         trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
     facts["selected_step"] = load_best_checkpoint(trainer)

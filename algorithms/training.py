@@ -84,6 +84,14 @@ def declare_tied_head(model: Any) -> None:
         model._keys_to_ignore_on_save = list(model._tied_weights_keys)
 
 
+def quiet_console(trainer: Any) -> None:
+    """Drop transformers' PrinterCallback (added when tqdm is off), which prints every step's log dict to stdout:
+    the same numbers are in train_log.jsonl, and stdout stays for the run's result."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+
+
 def last_checkpoint(output_dir: Path) -> str | None:
     """The newest `checkpoint-N` directory TRL saved, for resuming an interrupted training."""
     checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1]))
