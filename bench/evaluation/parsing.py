@@ -43,10 +43,14 @@ _WRAPPERS = (("**", "**"), ("__", "__"), ("*", "*"), ("_", "_"), ("`", "`"), ('"
 """(opening, closing) marks that wrap a title; the longer emphasis marks first, so `**x**` is not read as `*x*`."""
 
 
+_BOLD = ("**", "__")
+"""Markdown bold marks: no title begins or ends with one, so they are removed even when unpaired."""
+
+
 def _unwrap(title: str, tail: str) -> str:
     """Remove wrappers around the title: a mark that opens the title and closes it (`"Heat"`), or that opens it
-    and closes after the year (`**Heat (1995)**`, the closing mark is in `tail`). A mark on one side only belongs to
-    the title (`'71`, `61*`, `Gone Fishin'`)."""
+    and closes after the year (`**Heat (1995)**`, the closing mark is in `tail`), and bold marks on either end. A
+    single quote or asterisk on one side only belongs to the title (`'71`, `61*`, `Gone Fishin'`)."""
     changed = True
     while changed and title:
         changed = False
@@ -56,9 +60,11 @@ def _unwrap(title: str, tail: str) -> str:
             if len(title) > len(opening) + len(closing) and title.endswith(closing):
                 title, changed = title[len(opening):-len(closing)].strip(), True
                 break
-            if closing in tail:
+            if closing in tail or opening in _BOLD:
                 title, tail, changed = title[len(opening):].strip(), tail.replace(closing, "", 1), True
                 break
+        if not changed and title.endswith(_BOLD):
+            title, changed = title[:-2].strip(), True
     return title
 
 

@@ -53,6 +53,9 @@ REDDIT_CATALOG = Path(__file__).resolve().parents[3] / "shared" / "data" / "redd
     ("*Heat (1995)*", ("Heat", 1995)),
     ('"Heat (1995)"', ("Heat", 1995)),
     ("__Heat__ (1995)", ("Heat", 1995)),
+    ("**Heat (1995)", ("Heat", 1995)),  # an unpaired bold mark is never part of a title
+    ("Heat** (1995)", ("Heat", 1995)),
+    ('"Weird Al" Yankovic Live! (1999)', ('"Weird Al" Yankovic Live!', 1999)),
     ("Crouching Tiger, Hidden Dragon (2000)", ("Crouching Tiger, Hidden Dragon", 2000)),
     ("Heat", None),
     ("Heat (95)", None),
