@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data.datasets import load_dataset
+from bench.errors import BenchError
 from bench.evaluation.evaluator import PROTOCOLS, evaluate
 from bench.evaluation.parsing import parse_lines
 from bench.runs.context import RunContext, prompt_id
@@ -76,6 +77,22 @@ def run_lock(folder: RunFolder, log: Callable[[str], None]) -> Iterator[None]:
         lock.release()
 
 
+REPORT_EXTRAS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+"""`--report-to` integrations and the packages any of which transformers needs for them (optional extras)."""
+
+
+def check_report_to(report_to: str) -> None:
+    """Fail before any work when `report_to` is unknown or its optional extra is not installed."""
+    import importlib.util
+
+    if report_to == "none":
+        return
+    if report_to not in REPORT_EXTRAS:
+        raise BenchError(f"--report-to must be none, {', '.join(REPORT_EXTRAS)}; got {report_to!r}")
+    if all(importlib.util.find_spec(package) is None for package in REPORT_EXTRAS[report_to]):
+        raise BenchError(f"--report-to {report_to} needs the optional extra: pip install -e \".[{report_to}]\"")
+
+
 def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir: Path | None = None,
             log: Callable[[str], None] = print, progress: bool = True, report_to: str = "none") -> RunOutcome:
     """Run `spec` (or skip it when already complete, also when another process completed it while this one waited
@@ -83,6 +100,7 @@ def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir:
     folder = RunFolder(runs_dir(results_dir) / spec.run_id)
     if folder.is_complete() and not force:
         return RunOutcome(spec.run_id, folder.root, read_json(folder.metrics_path), skipped=True)
+    check_report_to(report_to)
     info, _ = get_method(spec.algo)
     if info.needs_model:
         check_backbone_available(spec)

@@ -101,3 +101,16 @@ def test_dry_run_prints_the_resolved_spec_and_writes_nothing(tmp_path: Path) -> 
     assert spec["settings"]["rl_steps"] == 116 and spec["settings"]["rl_lr"] == 1e-6
     assert spec == make_spec("gspo", "tiny", "paper", epsilon_high=5e-4).to_json()
     assert not results.exists()
+
+
+def test_report_to_fails_before_any_work_without_its_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "results"
+    unknown = CliRunner().invoke(app, ["run", "--algo", "popularity", "--report-to", "mlflow",
+                                       "--results-dir", str(results)])
+    assert unknown.exit_code == 2 and "must be none, tensorboard, wandb" in unknown.output
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "wandb" else real(name, *args))
+    missing = CliRunner().invoke(app, ["run", "--algo", "popularity", "--report-to", "wandb",
+                                       "--results-dir", str(results)])
+    assert missing.exit_code == 2 and 'pip install -e ".[wandb]"' in missing.output
+    assert not results.exists()
