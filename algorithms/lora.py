@@ -20,7 +20,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+from bench.runs.specs import RunSpec
 
 ALL_LINEAR = "all-linear"
 """PEFT's target for every linear layer except the output head."""
@@ -38,7 +40,7 @@ def lora_config(r: int, alpha: float | None, targets: str) -> Any:
                       target_modules=modules, task_type="CAUSAL_LM")
 
 
-def spec_lora_config(spec: Any) -> Any:
+def spec_lora_config(spec: RunSpec) -> Any:
     """The LoRA config of a run's spec (`RunSpec.lora_r`, `lora_alpha`, `lora_targets`), or None."""
     return lora_config(spec.lora_r, spec.lora_alpha, spec.lora_targets)
 
@@ -131,7 +133,7 @@ def measure_step_cost_isolated(model_dir: Path, lora_r: int, **kwargs: Any) -> S
 class _PeakRss:
     """Peak resident set size of this process while the block runs (a sampling thread, every 5 ms)."""
 
-    def __enter__(self) -> "_PeakRss":
+    def __enter__(self) -> Self:
         import psutil
 
         self._process = psutil.Process()

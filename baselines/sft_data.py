@@ -323,8 +323,8 @@ def report_lines(report: dict[str, Any], out: Path) -> list[str]:
     lines = [f"{report['n_examples']} demonstrations in {report['build_seconds']:.1f} s -> {out}",
              "remap: hit rate {:.4f} ({})".format(
                  remap["hit_rate"], ", ".join(f"{stage} {count}" for stage, count in remap["counts"].items())),
-             f"dropped: {report['dropped']}  filled: {report['filled']}  "
-             f"catalog compliance: {report['catalog_compliance']:.4f}"]
+             (f"dropped: {report['dropped']}  filled: {report['filled']}  "
+              f"catalog compliance: {report['catalog_compliance']:.4f}")]
     lines += [f"{source} on train: recall@20 {metrics[source]['recall@20']:.4f}  "
               f"ndcg@20 {metrics[source]['ndcg@20']:.4f}" for source in ("teacher", "demonstrations")]
     return lines

@@ -87,10 +87,10 @@ def rollout_speed(backbone: Backbone, batch_sizes: Sequence[int], max_new_tokens
 
 def format_report(report: SpeedReport) -> list[str]:
     """Lines for the terminal: the ceiling, then one line per row."""
-    lines = [f"{report.backbone}: {report.parameters / 1e6:.1f}M parameters, {report.device}, {report.dtype}, "
-             f"{report.threads} threads",
-             f"matmul {report.matmul_flops / 1e9:.1f} GFLOP/s -> ceiling {report.ceiling_tokens_per_s:.1f} tokens/s "
-             "(2 x parameters FLOP per token)",
+    lines = [(f"{report.backbone}: {report.parameters / 1e6:.1f}M parameters, {report.device}, {report.dtype}, "
+              f"{report.threads} threads"),
+             (f"matmul {report.matmul_flops / 1e9:.1f} GFLOP/s -> ceiling {report.ceiling_tokens_per_s:.1f} tokens/s "
+              "(2 x parameters FLOP per token)"),
              f"{'batch':>5}  {'mode':<8} {'tokens/s':>9} {'of ceiling':>10} {'tokens':>7} {'wall s':>7}"]
     lines += [f"{row.batch_size:>5}  {row.mode:<8} {row.tokens_per_s:>9.1f} {row.ceiling_fraction:>10.1%} "
               f"{row.new_tokens:>7} {row.wall_s:>7.1f}" for row in report.rows]
