@@ -135,7 +135,7 @@ class Row:
     def message(self) -> str:
         if self.reference is None or self.observed is None or self.tolerance is None:
             return f"{self.run} {self.metric}: {self.verdict}"
-        change = f"{self.observed:.4f} vs reference {self.reference:.4f} ± {self.tolerance:.2g}"
+        change = f"{self.observed:.6f} vs reference {self.reference:.6f} ± {self.tolerance:.2g}"
         if self.verdict == "improved":
             return f"{self.run} {self.metric}: {change}: improved; run `bench check --update` if intended"
         return f"{self.run} {self.metric}: {change}: {self.verdict}"
@@ -201,7 +201,7 @@ class CheckResult:
     def table(self) -> str:
         """Run, metric, reference, tolerance, observed, verdict; one line per row, aligned."""
         def number(value: float | None, signed: bool = False) -> str:
-            return "-" if value is None else (f"±{value:.2g}" if signed else f"{value:.4f}")
+            return "-" if value is None else (f"±{value:.2g}" if signed else f"{value:.6f}")
 
         header = ("run", "metric", "reference", "tolerance", "observed", "verdict")
         lines = [header] + [(row.run, row.metric, number(row.reference), number(row.tolerance, signed=True),

@@ -69,7 +69,7 @@ def test_tolerance_is_the_margin_times_the_rerun_movement_or_absolute_when_exact
                                                         ("sft/tiny/synthetic seed 1", "ok"),
                                                         ("sft/tiny/synthetic seed 2", "no reference")]
     assert compare(document, [Observation("sft", "tiny", "synthetic", 1, {"ndcg@20": 0.41})],
-                   ["ndcg@20"])[0].message() == ("sft/tiny/synthetic seed 1 ndcg@20: 0.4100 vs reference 0.4000 "
+                   ["ndcg@20"])[0].message() == ("sft/tiny/synthetic seed 1 ndcg@20: 0.410000 vs reference 0.400000 "
                                                  "± 1e-06: improved; run `bench check --update` if intended")
 
 
@@ -108,7 +108,7 @@ def test_update_measures_tolerances_by_a_rerun_then_the_check_passes(updated: Pa
     assert cell == {"value": 1.0, "reruns": [1.0], "movement": 0.0, "deterministic": True, "tolerance": 1e-6}
     code, output = _check(updated, shared / "results")
     assert code == 0 and "check passed" in output, output
-    assert f"{KEY} seed 0  in_catalog_rate  1.0000" in output and "ok" in output
+    assert f"{KEY} seed 0  in_catalog_rate  1.000000" in output and "ok" in output
 
 
 def test_a_moved_reference_fails_both_ways_and_json_says_the_same(updated: Path, shared: Path) -> None:
@@ -122,7 +122,7 @@ def test_a_moved_reference_fails_both_ways_and_json_says_the_same(updated: Path,
     (moved / "metrics.json").write_text(json.dumps(document))
     code, output = _check(moved, shared / "results")
     assert code == 1, output
-    assert f"FAIL {KEY} seed 0 in_catalog_rate: 1.0000 vs reference 0.9000 ± 1e-06: improved; " \
+    assert f"FAIL {KEY} seed 0 in_catalog_rate: 1.000000 vs reference 0.900000 ± 1e-06: improved; " \
            "run `bench check --update` if intended" in output
     assert f"FAIL {KEY} seed 0 recall@20:" in output and "regressed" in output
 
