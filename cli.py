@@ -408,14 +408,15 @@ def check_command(
     results_dir: Annotated[Path, typer.Option(help="Where the check's runs are written (complete ones are "
                                                    "reused).")] = Path("results/check"),
     update: Annotated[bool, typer.Option(help="Run the configuration and write metrics.json instead.")] = False,
-    force: Annotated[bool, typer.Option(help="Rerun complete runs too.")] = False,
+    reuse: Annotated[bool, typer.Option(help="Keep complete runs already in --results-dir (e.g. an SFT start "
+                                              "copied in) instead of rerunning every run.")] = False,
     jobs: Annotated[int, typer.Option(help="Runs at once (separate processes when > 1).")] = 1,
     only: Annotated[str | None, typer.Option(help="Check only these algorithms' runs (comma-separated).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON (progress to stderr).")] = False,
 ) -> None:
     """Rerun the reference configuration; print run, metric, reference, tolerance, observed and verdict; exit 1 when
     any metric moved beyond its tolerance (either way) or a run failed."""
-    import json
+    import contextlib
 
     from bench.runs.check import run_check, update_reference
     from bench.runs.launchers import LocalLauncher
@@ -425,11 +426,12 @@ def check_command(
 
     if update:
         command = f"bench check --update --reference {reference} --results-dir {results_dir}"
-        path = update_reference(reference, results_dir, command, LocalLauncher(jobs), force, progress)
+        path = update_reference(reference, results_dir, command, LocalLauncher(jobs), progress)
         typer.echo(f"wrote {path}")
         return
     algos = [name.strip() for name in only.split(",") if name.strip()] if only else None
-    result = run_check(reference, results_dir, LocalLauncher(jobs), force, progress, algos)
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():  # runs log on stdout
+        result = run_check(reference, results_dir, LocalLauncher(jobs), reuse, progress, algos)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:

@@ -25,6 +25,7 @@ which is an error.
 """
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -137,15 +138,16 @@ def pinned_threads(threads: int) -> Iterator[None]:
                 os.environ[variable] = value
 
 
-def run_configuration(config: CheckConfig, results_dir: Path, launcher: Launcher | None = None, force: bool = False,
+def run_configuration(config: CheckConfig, results_dir: Path, launcher: Launcher | None = None, reuse: bool = False,
                       echo: Callable[[str], None] = print, only: Sequence[str] | None = None,
                       threads: int | None = None) -> Pass:
-    """Run the configuration (complete runs reused unless `force`) with the configured threads; read every run."""
+    """Run the configuration with the configured threads and read every run. Every run is executed again unless
+    `reuse` (then complete runs in `results_dir` are kept: a check must not pass on folders older than the code)."""
     specs = config.specs(only)
     threads = threads or config.threads
     start = time.perf_counter()
     with pinned_threads(threads):
-        outcome = run_matrix(specs, results_dir, launcher, force=force, echo=echo)
+        outcome = run_matrix(specs, results_dir, launcher, force=not reuse, echo=echo)
     failures = tuple(f"run {result.run_id} failed (see {runs_dir(results_dir) / result.run_id / 'error.txt'})"
                      for result in outcome.failed)
     observations = []
@@ -179,7 +181,8 @@ def reruns_in_background(reference: Path, results_dir: Path, config: CheckConfig
         futures = []
         for index, threads in enumerate(config.tolerance.rerun_threads):
             folder = results_dir / f"rerun-{index}-threads{threads}"
-            folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
             cache = Path(tempfile.mkdtemp(prefix="cache-", dir=folder))
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
                                                            initializer=_init_worker, initargs=(threads,)))
@@ -199,23 +202,24 @@ def _stale_check(reference: Path, config: CheckConfig) -> dict[str, Any]:
     return stored
 
 
-def run_check(reference: Path, results_dir: Path, launcher: Launcher | None = None, force: bool = False,
+def run_check(reference: Path, results_dir: Path, launcher: Launcher | None = None, reuse: bool = False,
               echo: Callable[[str], None] = print, only: Sequence[str] | None = None) -> CheckResult:
-    """Run the reference configuration (or only the runs of the algorithms in `only`) and compare every run."""
+    """Run the reference configuration (or only the runs of the algorithms in `only`) and compare every run; `reuse`
+    keeps complete runs already in `results_dir` (e.g. an SFT start copied in) instead of rerunning them."""
     config = load_config(reference)
     stored = _stale_check(reference, config)
-    run_pass = run_configuration(config, results_dir, launcher, force, echo, only)
+    run_pass = run_configuration(config, results_dir, launcher, reuse, echo, only)
     rows = compare(stored, [o for o in run_pass.observations if only is None or o.algo in only], config.metrics)
     return CheckResult(tuple(rows), run_pass.failures, run_pass.threads, run_pass.seconds)
 
 
 def update_reference(reference: Path, results_dir: Path, command: str, launcher: Launcher | None = None,
-                     force: bool = False, echo: Callable[[str], None] = print) -> Path:
-    """Run the configuration (the reference values) while its reruns measure the tolerances, and write
-    `<reference>/metrics.json` (nothing is written when any run fails)."""
+                     echo: Callable[[str], None] = print) -> Path:
+    """Run every run of the configuration again (the reference values) while its reruns measure the tolerances, and
+    write `<reference>/metrics.json` (nothing is written when any run fails)."""
     config = load_config(reference)
     with reruns_in_background(reference, results_dir, config, echo) as wait_for_reruns:
-        reference_pass = run_configuration(config, results_dir, launcher, force, echo)
+        reference_pass = run_configuration(config, results_dir, launcher, echo=echo)
         reruns = wait_for_reruns()
     failures = [*reference_pass.failures, *(failure for rerun in reruns for failure in rerun.failures)]
     if failures:

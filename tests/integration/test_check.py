@@ -111,6 +111,16 @@ def test_update_measures_tolerances_by_a_rerun_then_the_check_passes(updated: Pa
     assert f"{KEY} seed 0  in_catalog_rate  1.000000" in output and "ok" in output
 
 
+def test_every_run_is_rerun_unless_reuse_is_asked_for(updated: Path, shared: Path) -> None:
+    results = shared / "stale-runs"
+    assert _check(updated, results)[0] == 0
+    metrics = next((results / "runs").glob("popularity-*")) / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "in_catalog_rate": 0.5}))
+    code, output = _check(updated, results, "--reuse")  # the stale folder is believed
+    assert code == 1 and f"FAIL {KEY} seed 0 in_catalog_rate: 0.500000" in output
+    assert _check(updated, results)[0] == 0  # the run is executed again and overwrites it
+
+
 def test_a_moved_reference_fails_both_ways_and_json_says_the_same(updated: Path, shared: Path) -> None:
     moved = shared / "moved"
     moved.mkdir()

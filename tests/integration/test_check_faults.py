@@ -5,8 +5,8 @@ One reference is built per test session (`bench check --update` on a small confi
 GRPO and Rank-GRPO on `synthetic:check` with the tiny backbone, one seed, 1 thread), its tolerances measured as for
 the committed reference, by a rerun in a fresh process and cache with another thread count (2). Each fault then
 reruns, in this process, only the runs that could see it (`bench check --only ...`) in a fresh results folder. For
-faults inside RL training the SFT warm start is copied over from the reference's results first: SFT does not run
-that code, and a complete run is reused by the check as it would be on a second invocation.
+faults inside RL training the SFT warm start is copied over from the reference's results first and kept
+(`--reuse`): SFT does not run that code.
 """
 
 import random
@@ -74,9 +74,9 @@ def fresh_results(reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def _failures(reference: Path, results: Path, only: str) -> list[tuple[str, str, str]]:
-    """Run `bench check --only ONLY`; it must exit 1; its FAIL lines as (run, metric, verdict)."""
+    """Run `bench check --only ONLY --reuse`; it must exit 1; its FAIL lines as (run, metric, verdict)."""
     result = runner.invoke(app, ["check", "--reference", str(reference), "--results-dir", str(results),
-                                 "--only", only])
+                                 "--only", only, "--reuse"])
     assert result.exit_code == 1, result.output
     found = re.findall(r"^FAIL (\S+ seed \d+) (\S+): .*: (regressed|improved)", result.output, re.MULTILINE)
     assert found, result.output
@@ -90,7 +90,7 @@ def _runs(failures: list[tuple[str, str, str]]) -> set[str]:
 def test_the_unfaulted_code_passes(reference: Path, fresh_results: Callable[..., Path]) -> None:
     results = fresh_results("sft")
     result = runner.invoke(app, ["check", "--reference", str(reference), "--results-dir", str(results),
-                                 "--only", "popularity,ease,grpo,rank_grpo"])
+                                 "--only", "popularity,ease,grpo,rank_grpo", "--reuse"])
     assert result.exit_code == 0, result.output
 
 
