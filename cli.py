@@ -405,11 +405,9 @@ def report_command(
 def check_command(
     reference: Annotated[Path, typer.Option(help="Folder with config.json and metrics.json.")]
     = Path("results/reference"),
-    results_dir: Annotated[Path, typer.Option(help="Where the check's runs are written (complete ones are "
-                                                   "reused).")] = Path("results/check"),
+    results_dir: Annotated[Path, typer.Option(help="Where the check's runs are written.")] = Path("results/check"),
     update: Annotated[bool, typer.Option(help="Run the configuration and write metrics.json instead.")] = False,
-    reuse: Annotated[bool, typer.Option(help="Keep complete runs already in --results-dir (e.g. an SFT start "
-                                              "copied in) instead of rerunning every run.")] = False,
+    reuse: Annotated[bool, typer.Option(help="Keep complete runs in --results-dir instead of rerunning them.")] = False,
     jobs: Annotated[int, typer.Option(help="Runs at once (separate processes when > 1).")] = 1,
     only: Annotated[str | None, typer.Option(help="Check only these algorithms' runs (comma-separated).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON (progress to stderr).")] = False,
