@@ -118,7 +118,8 @@ def test_rank_positions_follow_non_blank_lines(lines: list[str], newline: str) -
 
 @pytest.mark.parametrize("path", [SHIPPED_DIR / "redial" / "catalog.csv", REDDIT_CATALOG], ids=["redial", "reddit_v2"])
 def test_every_catalog_title_round_trips(path: Path) -> None:
-    if not path.is_file():
+    if path == REDDIT_CATALOG and not path.is_file():
+        # Only the authors' catalog may be absent (it lies in shared/, beside the checkout); the shipped one never skips.
         pytest.skip(f"{path} not present")
     catalog = load_catalog(path)
     assert len(catalog.items) > 5000
