@@ -29,7 +29,7 @@ from bench.report.stats import (
     p_floor,
     permutation_p_value,
     probability_of_improvement,
-    resampled_means,
+    seed_interval,
     seed_replicates,
     widened_interval,
 )
@@ -237,10 +237,7 @@ def analyse(group: Group, options: AnalysisOptions = AnalysisOptions()) -> Table
         column, name = TABLE_COLUMNS[index // len(names)], names[index % len(names)]
         draws = draw_seeds(sample.n_seeds, options.n_bootstrap, options.seed + 1 + index % len(names))
         resampled[(name, column)] = _Resampled(sample, values, draws)
-    cells = {key: widened_interval(float(found.sample.per_seed().mean()),
-                                   resampled_means(found.replicates, found.draws), found.replicates.mean(axis=0),
-                                   found.sample.n_seeds)
-             for key, found in resampled.items()}
+    cells = {key: seed_interval(found.sample, found.replicates, found.draws) for key, found in resampled.items()}
     baseline = _find(methods, options.baseline, notes, "baseline")
     reference = _find(methods, options.reference, notes, "reference method")
     pairs: list[tuple[str, str, str]] = []

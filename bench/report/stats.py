@@ -134,9 +134,15 @@ def bootstrap_interval(sample: SeedSample, n_resamples: int = 10_000, confidence
             np.array_equal(row, sample.denominators[0]) for row in sample.denominators[1:]):
         sample = SeedSample(sample.numerators[:1], sample.denominators[:1], sample.seeds[:1])
     (replicates,) = seed_replicates([sample], n_resamples, seed)
-    means = resampled_means(replicates, draw_seeds(sample.n_seeds, n_resamples, seed + 1))
-    return widened_interval(float(sample.per_seed().mean()), means, replicates.mean(axis=0), sample.n_seeds,
-                            confidence=confidence)
+    return seed_interval(sample, replicates, draw_seeds(sample.n_seeds, n_resamples, seed + 1), confidence)
+
+
+def seed_interval(sample: SeedSample, replicates: np.ndarray, draws: np.ndarray,
+                  confidence: float = 0.95) -> Interval:
+    """One method's mean over seeds with its two-level CI, from its example replicates (shared with the other
+    methods of the table) and its seed draws; the one place a cell's interval is built."""
+    return widened_interval(float(sample.per_seed().mean()), resampled_means(replicates, draws),
+                            replicates.mean(axis=0), sample.n_seeds, confidence=confidence)
 
 
 def probability_of_improvement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
