@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DataError
 from bench.evaluation.metrics import KS
 from bench.runs.folders import RunFolder, read_json, read_jsonl, runs_dir
 from bench.runs.specs import ALGORITHMS, RunSpec, canonical, spec_from_json
@@ -44,6 +44,8 @@ class RunRecord:
     """Per table column: per-example (numerator, denominator) arrays in `example_ids` order."""
     curve: tuple[dict[str, Any], ...]
     """Validation points sorted by step, the last one kept per step (a resumed run may repeat steps)."""
+    root: Path | None = None
+    """The run folder it was read from (training diagnostics read train_log.jsonl and environment.json there)."""
 
     @property
     def config(self) -> str:
@@ -69,10 +71,13 @@ def _curve(points: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
 def load_run(folder: RunFolder) -> RunRecord:
     """Read one complete run folder."""
     examples = read_jsonl(folder.examples_path)
+    summary = read_json(folder.summary_path)
+    if not isinstance(summary, dict):
+        raise DataError(f"{folder.summary_path}: not a JSON object")
     return RunRecord(spec=spec_from_json(read_json(folder.spec_path)), metrics=read_json(folder.metrics_path),
-                     summary=read_json(folder.summary_path),
+                     summary=summary,
                      example_ids=tuple(str(record["id"]) for record in examples),
-                     columns=_columns(examples), curve=_curve(folder.read_curve()))
+                     columns=_columns(examples), curve=_curve(folder.read_curve()), root=folder.root)
 
 
 def load_runs(results_dir: Path) -> tuple[list[RunRecord], list[str]]:
