@@ -4,7 +4,9 @@ For each comparable group of runs (dataset, backbone, preset; `data.group_runs`)
 `main.md` (the lead table and all metrics), `main.csv` / `main.tex` (all metrics with CIs), `lead.tex`,
 `comparisons.csv` (the tested family: differences, CIs, p-values raw and Holm-adjusted, probability of
 improvement, detectable difference), `steps_to_reach.csv`, `auc.csv` (trained methods), and the figures `forest.png`, `convergence.png`, `recall_at_k.png`,
-`hit_rate.png`. `<out>/report.md` gathers them (leading with the primary metric and the forest plot; the wide tables
+`hit_rate.png`. Each group's pages have its training diagnostics (`diagnostics`: hit gain over SFT per rank,
+list-length drift, tied-reward groups, collapse, compute), also under the table's `diagnostics` key in report.json.
+`<out>/report.md` gathers them (leading with the primary metric and the forest plot; the wide tables
 below), `<out>/report.json` holds the machine-readable contract (README), and `--html` adds one self-contained
 `<out>/report.html`. Same run folders in, same files out: resampling uses fixed seeds, ordering is by name.
 """
@@ -24,6 +26,15 @@ from bench.report.analysis import (
 )
 from bench.report.curves import area_under_curves, method_curves, steps_to_reach
 from bench.report.data import MEAN_COLUMNS, Group, group_runs, load_runs
+from bench.report.diagnostics import (
+    COLLAPSE_ITEMS_RATIO,
+    COLLAPSE_LENGTH,
+    COLLAPSE_SFT_LENGTH,
+    TIED_TARGET,
+    WINDOW,
+    GroupDiagnostics,
+    diagnose_group,
+)
 from bench.report.html import Block, Figure, Section, html_page, markdown_page
 from bench.report.plots import (
     convergence_plot,
@@ -37,6 +48,9 @@ from bench.report.tables import (
     all_metrics_table,
     area_table,
     comparisons_table,
+    compute_table,
+    drift_table,
+    hit_gain_table,
     lead_table,
     power_table,
     steps_table,
@@ -158,9 +172,53 @@ def _curve_blocks(group: Group, analysis: TableAnalysis, folder: Path, options: 
     return blocks
 
 
-def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[list[Section], TableAnalysis,
+def _compute_text(diagnostics: GroupDiagnostics) -> str:
+    total = diagnostics.total
+    threads = "/".join(map(str, total.threads)) or "an unknown number of"
+    product = ("" if total.thread_seconds is None else
+               f"; wall x threads: {total.thread_seconds:.1f} thread-seconds (not measured CPU time)")
+    nested = (f" {diagnostics.nested_sft_seconds:.1f} s of SFT starts built inside RL runs are counted under sft "
+              f"only." if diagnostics.nested_sft_seconds else "")
+    wall = ("no wall seconds recorded" if total.wall_seconds is None else
+            f"{total.wall_seconds:.1f} wall seconds on {threads} thread{'' if total.threads == (1,) else 's'}")
+    return (f"Compute: {wall} over the table's {total.n_runs} run folders{product}. Wall seconds are summary.json's "
+            f"predict_seconds (training included for trained methods; an RL run's SFT start is its own run, under "
+            f"sft); threads are environment.json's torch_threads. Runs without a backbone join every backbone's "
+            f"table, so they count in each.{nested}")
+
+
+def _diagnostic_blocks(diagnostics: GroupDiagnostics) -> list[Block]:
+    blocks: list[Block] = []
+    if not diagnostics.methods:
+        blocks.append("No RL runs (grpo, gspo, rank_grpo) in this table: no hit gain, drift, tied groups or collapse "
+                      "to show.")
+    else:
+        window = f"{WINDOW:.0%}"
+        blocks += [("Hit gain: test hit rate at a rank (share of test examples whose item at that rank is a hit) "
+                    "minus the SFT start's (same seed), mean over seeds; 95% interval from resampling seeds (test "
+                    "examples not resampled, widened for few seeds), \"1 seed\" where there is one. All 20 ranks: "
+                    "report.json `diagnostics`."), hit_gain_table(diagnostics),
+                   (f"List length and learning signal: test mean list length minus the SFT start's; completion "
+                    f"tokens and items emitted (train_log.jsonl) averaged over the first and the last {window} of the "
+                    f"logged steps; share of groups whose rewards all tie (no learning signal) over the first "
+                    f"{window} (at least one step), the steps between and the last {window}, mean over seeds "
+                    f"(target: at most {TIED_TARGET:.0%} at the start)."), drift_table(diagnostics)]
+        collapsed = diagnostics.collapsed
+        rule = (f"test list length below {COLLAPSE_LENGTH:g} items from an SFT start of at least "
+                f"{COLLAPSE_SFT_LENGTH:g}, or items emitted in the last {window} of steps below "
+                f"{COLLAPSE_ITEMS_RATIO:g} x the first {window}")
+        blocks.append(f"Collapse ({rule}): " + ("; ".join(f"{run.run_id} ({', '.join(run.collapse_reasons)})"
+                                                           for run in collapsed) + "." if collapsed else
+                                                 "no collapse."))
+    blocks += [_compute_text(diagnostics), compute_table(diagnostics)]
+    if diagnostics.notes:
+        blocks.append("Missing or skipped: " + " ".join(diagnostics.notes))
+    return blocks
+
+
+def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[list[Section], dict[str, Any],
                                                                              list[Path]]:
-    """Write one group's files; return its sections of the pages, its analysis and the files written."""
+    """Write one group's files; return its sections of the pages, its report.json table and the files written."""
     folder = out / group.key.slug
     folder.mkdir(parents=True, exist_ok=True)
     analysis = analyse(group, options.analysis)
@@ -179,6 +237,7 @@ def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[lis
                                   f"difference."))
     power_blocks: list[Block] = [_power_text(analysis), power_table(analysis)]
     curve_blocks = _curve_blocks(group, analysis, folder, options, outputs)
+    diagnostics = diagnose_group(group, options.analysis.n_bootstrap, options.analysis.seed)
     figure_blocks: list[Block] = []
     if recall_at_k_plot(analysis, folder / "recall_at_k.png"):
         figure_blocks.append(Figure(folder / "recall_at_k.png", "Test Recall@k against k, one panel per method "
@@ -198,9 +257,10 @@ def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[lis
                 Section("Power: what these runs could detect", tuple(power_blocks), level=3)]
     if curve_blocks:
         sections.append(Section("Training curves", tuple(curve_blocks), level=3))
+    sections.append(Section("Training diagnostics", tuple(_diagnostic_blocks(diagnostics)), level=3))
     sections += [Section("Recall at k and hit rate per rank", tuple(figure_blocks), level=3),
                  Section("All metrics", tuple(wide_blocks), level=3)]
-    return sections, analysis, written
+    return sections, {**analysis.to_json(), "diagnostics": diagnostics.to_json()}, written
 
 
 def build_report(results_dir: Path, out: Path, options: ReportOptions = ReportOptions()) -> ReportResult:
@@ -216,10 +276,10 @@ def build_report(results_dir: Path, out: Path, options: ReportOptions = ReportOp
     files: list[Path] = []
     tables = []
     for group in group_runs(records):
-        group_sections, analysis, written = _group_section(group, out, options)
+        group_sections, table, written = _group_section(group, out, options)
         sections += group_sections
         files += written
-        tables.append(analysis.to_json())
+        tables.append(table)
     if notes:
         sections.append(Section("Runs left out", tuple(notes)))
     report = {"tables": tables}

@@ -8,17 +8,28 @@
 - All metrics: Recall/NDCG@{5,10,15,20}, in-catalog and format rates with CIs, no marks (only the primary metric is
   tested).
 - Steps to reach and area under the validation curve (`curves`).
+- Training diagnostics (`diagnostics`): per RL method the hit gain over SFT by rank, list-length drift and
+  tied-reward groups over training; compute (wall seconds, threads) per method.
 """
 
 import csv
 import html
 import io
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.report.analysis import TableAnalysis
 from bench.report.curves import AreaRow, StepsToReach
 from bench.report.data import TABLE_COLUMNS
+from bench.report.diagnostics import (
+    TIED_TARGET,
+    WINDOW,
+    ComputeRow,
+    GroupDiagnostics,
+    MethodDiagnostics,
+    meets_tied_target,
+)
 from bench.report.stats import Interval
 
 COLUMN_TITLES = {**{f"recall@{k}": f"Recall@{k}" for k in (5, 10, 15, 20)},
@@ -180,3 +191,75 @@ def area_table(metric: str, budget: float, rows: tuple[AreaRow, ...]) -> TextTab
     headers = ("method", "seeds", f"mean validation {metric} over RL steps 0-{budget:.0f} [95% CI over seeds]")
     return TextTable(headers, tuple((row.method, str(row.n_seeds) + (UNRELIABLE if row.unreliable else ""),
                                      interval_text(row.interval)) for row in rows))
+
+
+NONE = "—"
+
+
+def _fixed(value: float | None, digits: int, sign: str = "") -> str:
+    return NONE if value is None else f"{value:{sign}.{digits}f}"
+
+
+def gain_text(cell: Interval | None) -> str:
+    """A hit gain with its seed interval, or "(1 seed)" where one seed gives none."""
+    if cell is None:
+        return NONE
+    if math.isnan(cell.low):
+        return f"{cell.mean:+.4f} (1 seed)"
+    return f"{cell.mean:+.4f} [{cell.low:+.4f}, {cell.high:+.4f}]"
+
+
+def _seeds(method: MethodDiagnostics, quantities: tuple[str, ...]) -> str:
+    """" (k of n seeds)" when only k of the method's n seeds have the quantities."""
+    have = min(method.count(quantity) for quantity in quantities)
+    return "" if have == len(method.runs) else f" ({have} of {len(method.runs)} seeds)"
+
+
+def _arrow(method: MethodDiagnostics, name: str, digits: int) -> str:
+    first, last = method.mean(f"{name}.start"), method.mean(f"{name}.end")
+    if first is None or last is None:
+        return NONE
+    return f"{first:.{digits}f} → {last:.{digits}f}" + _seeds(method, (f"{name}.start",))
+
+
+def hit_gain_table(diagnostics: GroupDiagnostics) -> TextTable:
+    """Per RL method: test hit-rate gain over the SFT start at rank 1, ranks 2-5, 6-20 and 2-20."""
+    headers = ("method", "seeds with SFT start", "Δ hit rank 1 [95% CI]", "Δ hit ranks 2-5", "Δ hit ranks 6-20",
+               "Δ hit ranks 2-20 [95% CI]")
+    rows = tuple((m.method, f"{m.n_gain_seeds} of {len(m.runs)}", gain_text(m.rank1), _fixed(m.ranks_2_5, 4, "+"),
+                  _fixed(m.ranks_6_20, 4, "+"), gain_text(m.ranks_2_20)) for m in diagnostics.methods)
+    return TextTable(headers, rows)
+
+
+def drift_table(diagnostics: GroupDiagnostics) -> TextTable:
+    """Per RL method: list-length drift (test, and in training) and the tied-reward groups' share over training."""
+    window = f"{WINDOW:.0%}"
+    headers = ("method", "seeds", "Δ test list length vs SFT", f"completion tokens, first → last {window} of steps",
+               f"items emitted, first → last {window}", "tied groups start / middle / end",
+               f"start ≤ {TIED_TARGET:.0%} tied")
+    rows = []
+    for m in diagnostics.methods:
+        tied = [m.mean(f"tied.{phase}") for phase in ("start", "middle", "end")]
+        drift = m.mean("list_length_drift")
+        rows.append((m.method, str(len(m.runs)), _fixed(drift, 2, "+") + _seeds(m, ("list_length_drift",)),
+                     _arrow(m, "completion_length", 1), _arrow(m, "items", 1),
+                     NONE if tied[0] is None else " / ".join(NONE if v is None else f"{v:.0%}" for v in tied)
+                     + _seeds(m, ("tied.start",)),
+                     {None: NONE, True: "yes", False: "no"}[meets_tied_target(tied[0])]))
+    return TextTable(headers, tuple(rows))
+
+
+def _threads_text(row: ComputeRow) -> str:
+    known = "/".join(map(str, row.threads)) or "unknown"
+    return known + (f" ({row.runs_without_threads} of {row.n_runs} runs unknown)"
+                    if row.threads and row.runs_without_threads else "")
+
+
+def compute_table(diagnostics: GroupDiagnostics) -> TextTable:
+    """Per method and in total: runs, summed wall seconds, torch threads, wall x threads."""
+    headers = ("method", "runs", "wall s", "torch threads", "wall s x threads")
+    rows = tuple((row.method, str(row.n_runs) + (f" ({row.runs_without_seconds} without seconds)"
+                                                 if row.runs_without_seconds else ""),
+                  _fixed(row.wall_seconds, 1), _threads_text(row), _fixed(row.thread_seconds, 1))
+                 for row in (*diagnostics.compute, diagnostics.total))
+    return TextTable(headers, rows)

@@ -5,6 +5,7 @@ page's order, byte-identical rebuilds and clear errors."""
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ GROUP = "synthetic-tiny-smoke-limit24"
 CELL_KEYS = {"method", "metric", "mean", "ci_low", "ci_high", "n_runs", "deterministic"}
 COMPARISON_KEYS = {"a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "p_holm", "significant",
                    "prob_improvement"}
+RUN_DIGEST = re.compile(r"(-s\d+)-[0-9a-f]{10}\b")
+"""A run id's spec digest (training diagnostics name runs): a new RunSpec field changes it, not the numbers."""
 
 
 def _fixture_module() -> Any:
@@ -61,6 +64,8 @@ def _close(actual: Any, expected: Any, path: str = "") -> None:
             _close(left, right, f"{path}[{index}]")
     elif isinstance(expected, float) and not isinstance(expected, bool):
         assert math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12), (path, actual, expected)
+    elif isinstance(expected, str) and isinstance(actual, str):
+        assert RUN_DIGEST.sub(r"\1-<digest>", actual) == RUN_DIGEST.sub(r"\1-<digest>", expected), (path, actual)
     else:
         assert actual == expected, (path, actual, expected)
 
@@ -70,7 +75,7 @@ def test_json_on_stdout_is_report_json_and_follows_the_contract(built: tuple[Pat
     assert printed == json.loads((out / "report.json").read_text())
     assert "incomplete" in errors
     (table,) = printed["tables"]
-    assert set(table) == {"dataset", "model", "preset", "primary", "cells", "comparisons"}
+    assert set(table) == {"dataset", "model", "preset", "primary", "cells", "comparisons", "diagnostics"}
     assert (table["dataset"], table["model"], table["preset"], table["primary"]) == ("synthetic", "tiny", "smoke",
                                                                                      "ndcg@20")
     assert all(set(cell) == CELL_KEYS for cell in table["cells"])
@@ -125,9 +130,12 @@ def test_pages_lead_with_the_primary_metric_and_state_units(built: tuple[Path, d
     assert "test examples (both deterministic)" in page and "(comparator)" in page
     assert "RL step 0 is SFT's last step" in page and "8 validation prompts" in page
     assert "2 of 3" in page and "MDD = (z(1 - alpha/2) + z(power)) x SE(Δ)" in page
+    # Training diagnostics follow the curves; the fixture runs have no train_log.jsonl, and the section says so.
+    assert page.index("### Training curves") < page.index("### Training diagnostics") < page.index("### All metrics")
+    assert "Missing or skipped: no train_log.jsonl: grpo-tiny" in page and "no collapse." in page
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "src=\"http" not in html and "<figcaption>" in html
-    assert "p / Holm vs rank_grpo" in html
+    assert "p / Holm vs rank_grpo" in html and "<h3>Training diagnostics</h3>" in html
 
 
 def test_rebuild_is_byte_identical_and_primary_is_declared(results: Path, tmp_path: Path) -> None:
