@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.data.catalog import Catalog, catalog_from_entries, write_catalog_csv
 from bench.data.dataset import SPLITS, Dataset
-from bench.data.prompts import recommendation_prompt
+from bench.data.prompts import N_RECOMMENDATIONS, recommendation_prompt
 from bench.data.records import ContextItem, Example, Item
 from bench.errors import UnknownNameError
 from bench.evaluation.parsing import format_item
@@ -70,6 +70,13 @@ class SyntheticConfig:
     liked_per_prompt: tuple[int, int] = (2, 3)
     groundtruth_per_prompt: tuple[int, int] = (3, 5)
     seed: int = 0
+    demo_off_taste: float | None = None
+    """When set, every training example carries an imperfect demonstration (its `completion`, what SFT learns):
+    the 20 titles that follow the anchor in its taste's planted order (liked ones skipped; off-taste titles fill a
+    short taste), each replaced with this probability by a title of another taste. None: no demonstrations (SFT
+    then learns ground truth topped up by popularity, `algorithms.sft.demonstrations`)."""
+    demo_shuffled: bool = True
+    """Shuffle each demonstration's order, so SFT does not learn the planted order and leaves rank order to gain."""
 
     def __post_init__(self) -> None:
         if min(self.n_train, self.n_validation, self.n_test) < 0 or self.n_tastes < 1:
@@ -82,6 +89,11 @@ class SyntheticConfig:
             raise ValueError("items_per_taste must exceed the most liked plus ground-truth items of one prompt")
         if self.n_tastes * self.items_per_taste > len(FIRST_WORDS) * (len(SECOND_WORDS) - 1):
             raise ValueError("more items than distinct two-word titles")
+        if self.demo_off_taste is not None:
+            if not 0.0 <= self.demo_off_taste <= 1.0:
+                raise ValueError("demo_off_taste must be a share between 0 and 1")
+            if (self.n_tastes - 1) * self.items_per_taste < N_RECOMMENDATIONS:
+                raise ValueError(f"demonstrations need at least {N_RECOMMENDATIONS} titles outside each taste")
 
     @property
     def n_items(self) -> int:
@@ -95,9 +107,15 @@ SYNTHETIC_SIZES: dict[str, SyntheticConfig] = {
     "smoke": SyntheticConfig(n_train=120, n_validation=24, n_test=24, n_tastes=6, items_per_taste=12),
     "default": SyntheticConfig(n_train=1000, n_validation=100, n_test=100, n_tastes=12, items_per_taste=20),
     "check": SyntheticConfig(n_train=400, n_validation=32, n_test=48, n_tastes=6, items_per_taste=10),
+    "testbed": SyntheticConfig(n_train=1000, n_validation=64, n_test=200, n_tastes=10, items_per_taste=24,
+                               demo_off_taste=0.5),
 }
 """`check`: the regression check's task (results/reference/), small enough that the tiny backbone learns it in a
-minute of SFT on a 2-core CPU; select it with the dataset name `synthetic:check`."""
+minute of SFT on a 2-core CPU; select it with the dataset name `synthetic:check`.
+
+`testbed`: the calibrated RL testbed (results/testbed/README.md): SFT learns from deliberately imperfect
+demonstrations (half the titles off-taste, order shuffled), so its start sits between chance and the ceiling with
+hits to gain at every rank, and RL has reward variance to learn from."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +160,9 @@ def _join_titles(items: list[Item]) -> str:
 
 
 def _draw_prompt(rng: random.Random, planted: tuple[PlantedItem, ...], config: SyntheticConfig,
-                 weights: list[int]) -> tuple[list[PlantedItem], list[PlantedItem], str]:
-    """Liked items (in mention order), ground truth (in planted order) and the conversation text of one prompt."""
+                 weights: list[int]) -> tuple[list[PlantedItem], list[PlantedItem], list[PlantedItem], str]:
+    """Liked items (in mention order), ground truth (in planted order), the whole taste after the anchor in planted
+    order without the liked items (ground truth first: the planted optimum), and the conversation text."""
     anchor = rng.choices(range(len(planted)), weights=weights)[0]
     taste_start = anchor - planted[anchor].position
 
@@ -153,22 +172,37 @@ def _draw_prompt(rng: random.Random, planted: tuple[PlantedItem, ...], config: S
     n_liked = rng.randint(*config.liked_per_prompt)
     n_groundtruth = rng.randint(*config.groundtruth_per_prompt)
     liked_steps = [0, *sorted(rng.sample(range(1, n_liked + 1), n_liked - 1))]
-    groundtruth_steps = [step for step in range(1, n_liked + n_groundtruth + 1) if step not in liked_steps]
     liked = [at(step) for step in liked_steps]
-    groundtruth = [at(step) for step in groundtruth_steps[:n_groundtruth]]
+    continuation = [at(step) for step in range(1, config.items_per_taste) if step not in liked_steps]
     rng.shuffle(liked)
     statement = rng.choice(LIKED_TEMPLATES).format(liked=_join_titles([entry.item for entry in liked]))
-    return liked, groundtruth, rng.choice(OPENINGS) + statement
+    return liked, continuation[:n_groundtruth], continuation, rng.choice(OPENINGS) + statement
+
+
+def _demonstration(rng: random.Random, continuation: list[PlantedItem], planted: tuple[PlantedItem, ...],
+                   config: SyntheticConfig) -> str:
+    """An imperfect 20-title answer (see `SyntheticConfig.demo_off_taste`): the planted continuation, each title
+    swapped with probability `demo_off_taste` for a distinct title of another taste, then shuffled if asked."""
+    taste = continuation[0].taste
+    off_taste = iter(rng.sample([entry for entry in planted if entry.taste != taste], N_RECOMMENDATIONS))
+    share = config.demo_off_taste or 0.0
+    titles = [next(off_taste) if rng.random() < share else entry for entry in continuation[:N_RECOMMENDATIONS]]
+    titles += [next(off_taste) for _ in range(N_RECOMMENDATIONS - len(titles))]
+    if config.demo_shuffled:
+        rng.shuffle(titles)
+    return "\n".join(format_item(entry.item) for entry in titles)
 
 
 def _split_examples(split: str, size: int, planted: tuple[PlantedItem, ...], config: SyntheticConfig,
                     used_texts: set[str]) -> tuple[Example, ...]:
     rng = random.Random(f"synthetic-{split}-{config.seed}")
+    demo_rng = random.Random(f"synthetic-demo-{config.seed}")
+    with_demos = split == "train" and config.demo_off_taste is not None
     weights = [entry.mentions for entry in planted]
     examples: list[Example] = []
     for index in range(size):
         for _ in range(MAX_DRAWS_PER_PROMPT):
-            liked, groundtruth, conversation = _draw_prompt(rng, planted, config, weights)
+            liked, groundtruth, continuation, conversation = _draw_prompt(rng, planted, config, weights)
             if conversation not in used_texts:
                 break
         else:
@@ -182,6 +216,7 @@ def _split_examples(split: str, size: int, planted: tuple[PlantedItem, ...], con
             seen_titles=tuple(entry.title for entry in liked),
             dialog_id=example_id,
             context_items=tuple(ContextItem(entry.title, entry.year, liked=True) for entry in liked),
+            completion=_demonstration(demo_rng, continuation, planted, config) if with_demos else None,
         ))
     return tuple(examples)
 

@@ -13,12 +13,13 @@ from bench.data.synthetic import (
     SYNTHETIC_SIZES,
     PlantedItem,
     SyntheticConfig,
+    generate_synthetic,
     plant_items,
     synthetic_dataset,
     write_synthetic,
 )
 from bench.errors import UnknownNameError
-from bench.evaluation.parsing import format_item
+from bench.evaluation.parsing import format_item, parse_recommendations
 
 SMOKE = SYNTHETIC_SIZES["smoke"]
 
@@ -138,3 +139,52 @@ def test_written_directory_loads_back_identically(tmp_path, smoke):
     assert loaded.splits == written.splits == smoke.splits
     assert loaded.catalog.items == smoke.catalog.items
     assert loaded.catalog.mentions == smoke.catalog.mentions
+
+
+DEMO = SyntheticConfig(n_train=400, n_validation=8, n_test=8, n_tastes=6, items_per_taste=12, demo_off_taste=0.5)
+
+
+def _taste_of(config: SyntheticConfig) -> dict[str, int]:
+    return {entry.title: entry.taste for entry in plant_items(config)}
+
+
+def test_demonstrations_are_imperfect_as_configured():
+    """Each demonstration: 20 distinct catalog titles; about half off the prompt's taste; order shuffled, so the
+    first ground-truth title is not at rank 1 more often than chance would put it there."""
+    dataset = generate_synthetic(DEMO)
+    taste = _taste_of(DEMO)
+    off, first_at_top = [], 0
+    for example in dataset.split("train"):
+        items = parse_recommendations(example.completion)
+        assert len(items) == 20 and len(set(items)) == 20
+        assert all(item in dataset.catalog.exact_index for item in items)
+        own = taste[example.groundtruth[0][0]]
+        off.append(sum(taste[title] != own for title, _ in items) / 20)
+        first_at_top += items[0] == example.groundtruth[0]
+    # 9-10 taste titles follow the anchor (12 minus 2-3 liked), the rest of the 20 are off-taste fill; each taste
+    # title is then swapped off-taste with probability 0.5: expected off-taste share 1 - 9.5 * 0.5 / 20 = 0.76.
+    assert abs(sum(off) / len(off) - 0.7625) < 0.02
+    assert first_at_top / 400 < 0.15
+
+
+def test_demonstrations_do_not_change_the_prompts_or_other_splits():
+    with_demos = generate_synthetic(DEMO)
+    without = generate_synthetic(replace(DEMO, demo_off_taste=None))
+    for split in SPLITS:
+        assert [replace(e, completion=None) for e in with_demos.split(split)] == list(without.split(split))
+    assert all(e.completion is None for e in without.split("train"))
+    assert all(e.completion is None for e in with_demos.split("test"))
+
+
+def test_zero_off_taste_without_shuffle_is_the_planted_optimum():
+    config = replace(DEMO, demo_off_taste=0.0, demo_shuffled=False, items_per_taste=24, n_tastes=3)
+    for example in generate_synthetic(config).split("train")[:20]:
+        items = parse_recommendations(example.completion)
+        assert tuple(items[:len(example.groundtruth)]) == example.groundtruth
+
+
+def test_demonstration_settings_are_validated():
+    with pytest.raises(ValueError, match="share"):
+        replace(DEMO, demo_off_taste=1.5)
+    with pytest.raises(ValueError, match="outside each taste"):
+        SyntheticConfig(10, 2, 2, n_tastes=2, items_per_taste=12, demo_off_taste=0.5)
