@@ -14,16 +14,16 @@ skipped; an interrupted run is executed again and resumes from its own caches an
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, UnknownNameError
+from bench.errors import BenchError
 from bench.runs.folders import RunFolder, atomic_write_text, runs_dir
 from bench.runs.launchers import JobResult, Launcher, LocalLauncher
-from bench.runs.specs import RL_ALGORITHMS, RunSpec, canonical, make_spec
+from bench.runs.specs import RL_ALGORITHMS, RunSpec, make_spec, parse_method, sibling_spec
 
 ERROR_FILE = "error.txt"
 MATRIX_LOG = "matrix.log"
@@ -32,16 +32,15 @@ MATRIX_LOG = "matrix.log"
 def expand_grid(algos: Sequence[str], models: Sequence[str], seeds: Sequence[int],
                 datasets: Sequence[str] = ("redial",), preset: str = "default", preset_overrides: dict[str, Any] | None = None,
                 **fields: Any) -> list[RunSpec]:
-    """Every (dataset, model, algo, seed) as a spec, equal run ids kept once, in that loop order."""
-    from bench.runs.specs import ALGORITHMS
-
-    for algo in algos:
-        if algo not in ALGORITHMS:
-            raise UnknownNameError("algorithm", algo, list(ALGORITHMS))
+    """Every (dataset, model, method, seed) as a spec, equal run ids kept once, in that loop order. A method may be
+    a named variant (`rank_grpo+mrc`, `grpo+mu2`: `bench.runs.specs.parse_method`), whose settings win over
+    `fields` and `preset_overrides`."""
+    methods = [parse_method(algo) for algo in algos]
     if not (algos and models and seeds and datasets):
         raise BenchError("the matrix is empty: give at least one algorithm, model, seed and dataset")
-    specs = [make_spec(algo, model, preset, preset_overrides, dataset=dataset, seed=seed, **fields)
-             for dataset in datasets for model in models for algo in algos for seed in seeds]
+    specs = [make_spec(algo, model, preset, {**(preset_overrides or {}), **overrides}, dataset=dataset, seed=seed,
+                       **{**fields, **variant})
+             for dataset in datasets for model in models for algo, variant, overrides in methods for seed in seeds]
     return _unique(specs)
 
 
@@ -54,7 +53,7 @@ def _unique(specs: Iterable[RunSpec]) -> list[RunSpec]:
 
 def sft_dependency(spec: RunSpec) -> RunSpec | None:
     """The SFT run an RL run starts from (the same spec `algorithms.sft.ensure_sft_model` executes), else None."""
-    return canonical(replace(spec, algo="sft")) if spec.algo in RL_ALGORITHMS else None
+    return sibling_spec(spec, "sft") if spec.algo in RL_ALGORITHMS else None
 
 
 def plan_waves(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:

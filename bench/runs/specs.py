@@ -206,6 +206,44 @@ def canonical(spec: RunSpec) -> RunSpec:
     return spec
 
 
+VARIANT_SUFFIXES = ("log_decay", "noshaping", "mrc", "mu<N>")
+"""The `+suffix` variants a method name may carry where a grid names its methods (`bench matrix --algos`)."""
+
+
+def parse_method(label: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A method name as reports print it -> (algorithm, spec fields, preset overrides): `rank_grpo+mrc+mu2` ->
+    ("rank_grpo", {"missing_rank_credit": True}, {"mu": 2}); the inverse of `RunSpec.method_label` for the variants
+    in VARIANT_SUFFIXES (clip range and loss type stay flags). Raises UnknownNameError / BenchError naming the part."""
+    algo, *suffixes = label.strip().split("+")
+    if algo not in ALGORITHMS:
+        raise UnknownNameError("algorithm", algo, list(ALGORITHMS))
+    fields: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
+    for suffix in suffixes:
+        if algo == "rank_grpo" and suffix == "log_decay":
+            fields["reward"] = suffix
+        elif algo == "rank_grpo" and suffix == "noshaping":
+            fields["length_shaping"] = False
+        elif algo == "rank_grpo" and suffix == "mrc":
+            fields["missing_rank_credit"] = True
+        elif algo in RL_ALGORITHMS and re.fullmatch(r"mu[1-9][0-9]*", suffix):
+            overrides["mu"] = int(suffix[2:])
+        else:
+            raise BenchError(f"method {label!r}: no variant '+{suffix}' of {algo} (variants: "
+                             f"{', '.join(VARIANT_SUFFIXES)}; log_decay, noshaping and mrc are rank_grpo's)")
+    return algo, fields, overrides
+
+
+def sibling_spec(spec: RunSpec, algo: str) -> RunSpec:
+    """The run of `algo`, in its published form (no variant flags), with `spec`'s backbone, dataset, seed and preset
+    settings, named as `bench run` names it: an RL run's SFT warm start, and the runs `bench run` prints a finished
+    run beside (`bench.runs.compare`)."""
+    model = spec.model if ALGORITHMS[algo].needs_model else "none"
+    sibling = canonical(replace(spec, algo=algo, model=model, reward="exp_inf", length_shaping=True,
+                                missing_rank_credit=False, epsilon_low=None, epsilon_high=None, loss_type=None))
+    return _resolve_rl(sibling, False) if algo in RL_ALGORITHMS else sibling
+
+
 def spec_from_json(data: dict[str, Any]) -> RunSpec:
     """Inverse of `RunSpec.to_json` (reports read spec.json back)."""
     data = dict(data)

@@ -135,3 +135,19 @@ def test_slurm_launcher_in_submitit_debug_mode(tmp_path: Path) -> None:
     specs = expand_grid(["popularity"], ["tiny"], [0], ["synthetic"], "smoke", {"eval_limit": 10})
     outcome = run_matrix(specs, tmp_path, make_launcher("slurm", slurm=settings), echo=lambda _: None)
     assert [result.status for result in outcome.results] == ["done"]
+
+
+def test_grid_methods_may_be_named_variants():
+    labels = ["grpo", "grpo+mu2", "rank_grpo", "rank_grpo+mrc", "rank_grpo+log_decay", "rank_grpo+mu2"]
+    specs = expand_grid(labels, ["tiny"], [0], ["synthetic:smoke"], "smoke", {"rl_steps": 5})
+    assert [spec.method_label for spec in specs] == labels
+    assert {spec.settings.rl_steps for spec in specs} == {5}
+    assert specs[1].settings.mu == 2 and specs[3].missing_rank_credit and specs[4].reward == "log_decay"
+    # every variant starts from the one SFT run of these settings
+    assert len({sft_dependency(spec).run_id for spec in specs}) == 1
+
+
+@pytest.mark.parametrize("label", ["grpo+mrc", "rank_grpo+mu0", "rank_grpo+fast", "sft+mu2"])
+def test_unknown_variants_are_refused_by_name(label):
+    with pytest.raises(BenchError, match=r"\+"):
+        expand_grid([label], ["tiny"], [0], preset="smoke")
