@@ -30,19 +30,6 @@ app.add_typer(bench_app, name="bench")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DatasetOption = Annotated[str, typer.Option("--dataset", help="Dataset name (redial, synthetic) or path.")]
-CatalogOption = Annotated[Path | None, typer.Option("--catalog", help="Catalog file (.pkl, .csv, .jsonl).")]
-SplitOption = Annotated[str, typer.Option(help="Evaluation split.")]
-PresetOption = Annotated[str, typer.Option(help="smoke, default or paper.")]
-BackendOption = Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")]
-ProtocolOption = Annotated[str, typer.Option(help="Main evaluation protocol: standard or reference.")]
-LimitOption = Annotated[int | None, typer.Option(help="Evaluate only the first N examples of the split.")]
-MaxNewTokensOption = Annotated[int | None, typer.Option(help="Override the preset's generation length.")]
-StepsOption = Annotated[int | None, typer.Option(help="RL steps (overrides the preset).")]
-GenerationsOption = Annotated[int | None, typer.Option(help="Completions per prompt G (RL).")]
-LrOption = Annotated[float | None, typer.Option(help="RL learning rate.")]
-MuOption = Annotated[int | None, typer.Option(help="Policy updates per generation batch (mu).")]
-RewardOption = Annotated[str, typer.Option(help="Rank-GRPO reward: exp_inf or log_decay.")]
 
 
 def user_errors(command: F) -> F:
@@ -59,15 +46,15 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
+def _print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...] = ("metric", "value")) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in rows:
-        table.add_row(key, value)
+    for index, name in enumerate(header):
+        table.add_column(name, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 
@@ -87,7 +74,7 @@ def data_list() -> None:
 @data_app.command("info")
 @user_errors
 def data_info(name_or_path: Annotated[str, typer.Argument(help="Dataset name or path.")],
-              catalog: CatalogOption = None,
+              catalog: opt.Catalog = None,
               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Split sizes, catalog size and ground-truth-per-sample statistics."""
     from bench.data.datasets import load_dataset
@@ -142,7 +129,7 @@ def data_build(name: Annotated[str, typer.Argument(help="Dataset to build: redia
 @app.command("eval")
 @user_errors
 def eval_command(predictions: Annotated[Path, typer.Option("--predictions", help="JSONL of {id, text}.")],
-                 dataset: DatasetOption = "redial", catalog: CatalogOption = None,
+                 dataset: opt.Dataset = "redial", catalog: opt.Catalog = None,
                  split: Annotated[str, typer.Option(help="Split to score against.")] = "test",
                  protocol: Annotated[str, typer.Option(help="standard or reference.")] = "standard",
                  as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False) -> None:
@@ -165,12 +152,12 @@ def run_command(
     algo: Annotated[str, typer.Option(help="Method: zero_shot, popularity, ease, crag, sft, grpo, gspo, rank_grpo.")],
     model: Annotated[str, typer.Option(help="Backbone name (bench models), local path, hub id, openai:MODEL.")
                      ] = "tiny",
-    dataset: DatasetOption = "redial", catalog: CatalogOption = None, split: SplitOption = "test",
+    dataset: opt.Dataset = "redial", catalog: opt.Catalog = None, split: opt.Split = "test",
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
-    preset: PresetOption = "default", backend: BackendOption = "transformers", protocol: ProtocolOption = "standard",
-    limit: LimitOption = None, max_new_tokens: MaxNewTokensOption = None, steps: StepsOption = None,
-    num_generations: GenerationsOption = None, lr: LrOption = None, mu: MuOption = None,
-    reward: RewardOption = "exp_inf",
+    preset: opt.Preset = "default", backend: opt.Backend = "transformers", protocol: opt.Protocol = "standard",
+    limit: opt.Limit = None, max_new_tokens: opt.MaxNewTokens = None, steps: opt.Steps = None,
+    num_generations: opt.Generations = None, lr: opt.Lr = None, mu: opt.Mu = None,
+    reward: opt.Reward = "exp_inf",
     length_shaping: opt.LengthShaping = True, missing_rank_credit: opt.MissingRankCredit = False,
     epsilon_low: opt.Epsilon = None, epsilon_high: opt.Epsilon = None, loss_type: opt.LossType = None,
     report_to: opt.ReportTo = "none", dry_run: opt.DryRun = False,
@@ -206,6 +193,14 @@ def run_command(
     _print_table(f"{spec.algo} / {spec.model} / {spec.dataset} / {spec.split} ({spec.protocol})",
                  [(k, _format(v)) for k, v in outcome.metrics.items()])
     typer.echo(f"run folder: {outcome.folder}  [{state}]")
+    from bench.runs.compare import COLUMNS, compare
+
+    comparison = compare(spec, outcome.metrics, results_dir)
+    if len(comparison.rows) > 1:
+        _print_table(f"{spec.method_label} (first row) beside its neighbours, seed {spec.seed}",
+                     [(label, *(_format(metrics.get(c, "")) for c in COLUMNS)) for label, metrics in comparison.rows],
+                     ("method", *COLUMNS))
+    typer.echo(comparison.note)
 
 
 @app.command("models")
@@ -226,9 +221,9 @@ def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny"
                   max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 128,
                   dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
                   temperature: Annotated[float, typer.Option(help="Temperature of the sampled rows.")] = 1.0,
-                  backend: BackendOption = "transformers",
+                  backend: opt.Backend = "transformers",
                   random_init: Annotated[bool, typer.Option(help="Real architecture, random weights.")] = False,
-                  dataset: DatasetOption = "redial") -> None:
+                  dataset: opt.Dataset = "redial") -> None:
     """Rollout tokens/s at each batch size, greedy and sampled, beside the FLOP-bound ceiling of this machine."""
     from bench.data.datasets import load_dataset
     from bench.models.backbones import default_cache_dir, load_backbone
@@ -243,7 +238,7 @@ def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny"
 
 @bench_app.command("eval")
 @user_errors
-def bench_eval(dataset: DatasetOption = "redial", split: str = "test",
+def bench_eval(dataset: opt.Dataset = "redial", split: str = "test",
                examples: Annotated[int, typer.Option(help="Examples in the large predictions file.")] = 20000,
                pairwise_examples: Annotated[int, typer.Option(help="Examples timed with the pairwise loop.")] = 500,
                seed: int = 0,
@@ -270,7 +265,7 @@ def bench_step_time(model: Annotated[str, typer.Option(help="Backbone.")] = "tin
                                                                         "it); default: the preset's.")] = None,
                     preset: Annotated[str, typer.Option(help="Learning rate, beta, temperature, prompt budget.")]
                     = "default",
-                    dataset: DatasetOption = "redial") -> None:
+                    dataset: opt.Dataset = "redial") -> None:
     """Rank-GRPO vs GRPO mean optimizer-step time on the same backbone, batch and settings, and their ratio."""
     from algorithms.rl import rank_grpo_step_time
 
@@ -286,7 +281,7 @@ def bench_step_time(model: Annotated[str, typer.Option(help="Backbone.")] = "tin
 @user_errors
 def bench_train_step(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny-m",
                      lora_r: Annotated[int, typer.Option(help="LoRA rank compared with full fine-tuning.")] = 16,
-                     batch: int = 8, length: int = 300, steps: int = 3, dataset: DatasetOption = "redial") -> None:
+                     batch: int = 8, length: int = 300, steps: int = 3, dataset: opt.Dataset = "redial") -> None:
     """Optimizer-step time and peak memory, full fine-tuning vs LoRA on every linear layer (same batch)."""
     from algorithms.lora import measure_step_cost_isolated
     from bench.data.datasets import load_dataset
@@ -308,21 +303,22 @@ def _comma_list(text: str) -> list[str]:
 @app.command("matrix")
 @user_errors
 def matrix_command(
-    algos: Annotated[str, typer.Option(help="Comma-separated methods, e.g. zero_shot,sft,grpo,gspo,rank_grpo.")],
+    algos: Annotated[str, typer.Option(help="Comma-separated methods, named variants too, e.g. "
+                                            "sft,grpo,grpo+mu2,rank_grpo,rank_grpo+mrc,rank_grpo+log_decay.")],
     models: Annotated[str, typer.Option(help="Comma-separated backbones.")] = "tiny",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
     dataset: Annotated[str, typer.Option(help="Comma-separated datasets (names or paths).")] = "redial",
-    preset: PresetOption = "default",
-    split: SplitOption = "test",
-    backend: BackendOption = "transformers",
-    protocol: ProtocolOption = "standard",
-    limit: LimitOption = None,
-    max_new_tokens: MaxNewTokensOption = None,
-    steps: StepsOption = None,
-    num_generations: GenerationsOption = None,
-    lr: LrOption = None,
-    mu: MuOption = None,
-    reward: RewardOption = "exp_inf",
+    preset: opt.Preset = "default",
+    split: opt.Split = "test",
+    backend: opt.Backend = "transformers",
+    protocol: opt.Protocol = "standard",
+    limit: opt.Limit = None,
+    max_new_tokens: opt.MaxNewTokens = None,
+    steps: opt.Steps = None,
+    num_generations: opt.Generations = None,
+    lr: opt.Lr = None,
+    mu: opt.Mu = None,
+    reward: opt.Reward = "exp_inf",
     results_dir: Annotated[Path, typer.Option(help="Where runs/ and matrix.log live.")] = Path("results"),
     jobs: Annotated[int, typer.Option(help="Local launcher: runs at once (separate processes when > 1).")] = 1,
     launcher: Annotated[str, typer.Option(help="local or slurm (submitit, pip install 'bench[cluster]').")]
@@ -452,7 +448,7 @@ def sft_data_command(
     teacher: Annotated[str, typer.Option(help="ease (offline), popularity, a backbone name, or openai:MODEL.")
                        ] = "ease",
     judge: Annotated[str, typer.Option(help="ease (offline), a backbone name, or openai:MODEL.")] = "ease",
-    dataset: DatasetOption = "redial", catalog: CatalogOption = None,
+    dataset: opt.Dataset = "redial", catalog: opt.Catalog = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N training examples.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (also OPENAI_BASE_URL).")] = None,
     fuzzy_threshold: Annotated[float, typer.Option(help="Remap's fuzzy score threshold (0-100).")] = 90.0,
@@ -483,8 +479,8 @@ def serve_command(
     model: Annotated[str, typer.Option(help="Backbone name (bench models), local path or hub id.")] = "tiny",
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8000,
-    dataset: DatasetOption = "redial",
-    backend: BackendOption = "transformers",
+    dataset: opt.Dataset = "redial",
+    backend: opt.Backend = "transformers",
 ) -> None:
     """Serve a local backbone as an OpenAI-compatible endpoint (POST /v1/chat/completions) until Ctrl-C."""
     from bench.data.datasets import load_dataset

@@ -192,8 +192,13 @@ def predict(ctx: RunContext) -> MethodOutput:
     from algorithms.sft import ensure_sft_model
 
     sft_dir = ensure_sft_model(ctx)
+    settings = ctx.spec.settings
+    ctx.stage(f"{ctx.spec.method_label} training: {settings.rl_steps} RL steps of {settings.prompts_per_step} prompts "
+              f"x {settings.num_generations} completions from the SFT start, validation every "
+              f"{settings.eval_interval}", "its test evaluation")
     model_dir = train_rl(ctx, sft_dir)
     trained = ctx.load_backbone(str(model_dir))
+    ctx.stage_evaluation()
     facts = {"sft_model": str(sft_dir), "rl_steps": ctx.spec.settings.rl_steps, "optimizer": ctx.spec.settings.optim}
     return MethodOutput(ctx.generate(trained, ctx.eval_examples()), facts)
 

@@ -19,7 +19,6 @@ The kept model is saved to the run folder's `model/`; RL runs start from it (`en
 
 import math
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +100,8 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     steps_per_epoch = max(1, len(pairs) // settings.sft_batch_size)
     total_steps = settings.sft_max_steps or math.ceil(steps_per_epoch * settings.sft_epochs)
     interval = max(1, total_steps // 8)
+    ctx.stage(f"SFT training: {total_steps} steps of {settings.sft_batch_size} demonstrations ({source}), "
+              f"validation every {interval}", "its test evaluation")
     num_processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch` and torchrun
     batch, accumulation = micro_batches(max(1, settings.sft_batch_size // num_processes), settings.sft_micro_batch)
     config = SFTConfig(
@@ -131,18 +132,20 @@ def predict(ctx: RunContext) -> MethodOutput:
     """`bench run --algo sft`: train, then answer the evaluation split greedily with the trained model."""
     model_dir, facts = train_sft(ctx)
     trained = ctx.load_backbone(str(model_dir))
+    ctx.stage_evaluation()
     return MethodOutput(ctx.generate(trained, ctx.eval_examples()), facts)
 
 
 def ensure_sft_model(ctx: RunContext) -> Path:
     """The SFT warm start of an RL run (same backbone, dataset, seed and preset): runs `sft` first if missing."""
     from bench.runs.runner import execute
-    from bench.runs.specs import canonical
+    from bench.runs.specs import sibling_spec
 
-    sft_spec = canonical(replace(ctx.spec, algo="sft"))
+    sft_spec = sibling_spec(ctx.spec, "sft")
     folder = RunFolder(runs_dir(ctx.results_dir) / sft_spec.run_id)
     if not folder.is_complete():
-        ctx.log(f"building the SFT warm start first: {sft_spec.run_id}")
+        ctx.stage(f"building the SFT warm start first: {sft_spec.run_id}",
+                  f"{ctx.spec.method_label} training ({ctx.spec.settings.rl_steps} RL steps)")
         execute(sft_spec, ctx.results_dir, cache_dir=ctx.cache_dir, log=ctx.log, progress=ctx.progress,
-                report_to=ctx.report_to)
+                report_to=ctx.report_to, started=ctx.started)
     return folder.root / MODEL_DIR

@@ -1,8 +1,23 @@
-"""Typer option types of `bench run` that need more than a line (kept here so cli.py stays small); typer only."""
+"""Typer option types of the `bench` commands (kept here so cli.py stays small); typer only."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
+
+Dataset = Annotated[str, typer.Option("--dataset", help="Dataset name (redial, synthetic) or path.")]
+Catalog = Annotated[Path | None, typer.Option("--catalog", help="Catalog file (.pkl, .csv, .jsonl).")]
+Split = Annotated[str, typer.Option(help="Evaluation split.")]
+Preset = Annotated[str, typer.Option(help="smoke, default, cpu-small, testbed or paper.")]
+Backend = Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")]
+Protocol = Annotated[str, typer.Option(help="Main evaluation protocol: standard or reference.")]
+Limit = Annotated[int | None, typer.Option(help="Evaluate only the first N examples of the split.")]
+MaxNewTokens = Annotated[int | None, typer.Option(help="Override the preset's generation length.")]
+Steps = Annotated[int | None, typer.Option(help="RL steps (overrides the preset).")]
+Generations = Annotated[int | None, typer.Option(help="Completions per prompt G (RL).")]
+Lr = Annotated[float | None, typer.Option(help="RL learning rate.")]
+Mu = Annotated[int | None, typer.Option(help="Policy updates per generation batch (mu).")]
+Reward = Annotated[str, typer.Option(help="Rank-GRPO reward: exp_inf or log_decay.")]
 
 LengthShaping = Annotated[bool, typer.Option(
     help="Rank-GRPO length shaping, as in the published trainer; --no-length-shaping is the ablation "

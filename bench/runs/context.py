@@ -6,6 +6,7 @@ budget, cached). `MethodOutput` is the raw text per example id plus artifacts fo
 """
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,18 @@ class RunContext:
     report_to: str = "none"
     """Where trainers also report their logs (transformers `report_to`: none, tensorboard, wandb); not part of the
     spec, since it does not change what a run computes."""
+    started: float = field(default_factory=time.monotonic)
+    """When the command began (`time.monotonic`); an SFT warm start built inside an RL run shares its RL run's."""
+
+    def stage(self, doing: str, next_step: str) -> None:
+        """One progress line per stage of a run: time since the command began, what starts now, what comes next."""
+        elapsed = int(time.monotonic() - self.started)
+        self.log(f"[{elapsed // 60}:{elapsed % 60:02d} elapsed] {doing}; next: {next_step}")
+
+    def stage_evaluation(self) -> None:
+        """The progress line of the greedy evaluation that ends every model run."""
+        self.stage(f"{self.spec.method_label}: greedy answers to {len(self.eval_examples())} {self.spec.split} "
+                   "examples", "scoring and the run folder")
 
     def eval_examples(self) -> list[Example]:
         """The evaluation split, cut to the preset's `eval_limit` (the first examples, a fixed subset)."""

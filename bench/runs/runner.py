@@ -94,9 +94,11 @@ def check_report_to(report_to: str) -> None:
 
 
 def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir: Path | None = None,
-            log: Callable[[str], None] = print, progress: bool = True, report_to: str = "none") -> RunOutcome:
+            log: Callable[[str], None] = print, progress: bool = True, report_to: str = "none",
+            started: float | None = None) -> RunOutcome:
     """Run `spec` (or skip it when already complete, also when another process completed it while this one waited
-    for the folder's lock) and return its metrics. `report_to` goes to the trainers (transformers reporting)."""
+    for the folder's lock) and return its metrics. `report_to` goes to the trainers (transformers reporting);
+    `started` (`time.monotonic`, default now) is the origin of the progress lines' elapsed time."""
     folder = RunFolder(runs_dir(results_dir) / spec.run_id)
     if folder.is_complete() and not force:
         return RunOutcome(spec.run_id, folder.root, read_json(folder.metrics_path), skipped=True)
@@ -109,11 +111,12 @@ def execute(spec: RunSpec, results_dir: Path, *, force: bool = False, cache_dir:
         if folder.is_complete() and not force:
             log(f"run {spec.run_id} was completed by another process; reusing it")
             return RunOutcome(spec.run_id, folder.root, read_json(folder.metrics_path), skipped=True)
-        return _build(spec, folder, results_dir, force, cache_dir, log, progress, report_to)
+        return _build(spec, folder, results_dir, force, cache_dir, log, progress, report_to,
+                      time.monotonic() if started is None else started)
 
 
 def _build(spec: RunSpec, folder: RunFolder, results_dir: Path, force: bool, cache_dir: Path | None,
-           log: Callable[[str], None], progress: bool, report_to: str) -> RunOutcome:
+           log: Callable[[str], None], progress: bool, report_to: str, started: float) -> RunOutcome:
     """Predict, evaluate and write the run folder (the caller holds its lock)."""
     from bench.runs.environment import describe_environment
 
@@ -126,7 +129,7 @@ def _build(spec: RunSpec, folder: RunFolder, results_dir: Path, force: bool, cac
         atomic_write_json(folder.environment_path, describe_environment())
     dataset = load_dataset(spec.dataset, spec.catalog)
     context = RunContext(spec, dataset, folder, cache_dir or default_cache_dir(), results_dir, log, progress,
-                         report_to)
+                         report_to, started)
     examples = context.eval_examples()
     log(f"run {spec.run_id}: {info.name} on {spec.model}, {len(examples)} {spec.split} examples")
     start = time.perf_counter()

@@ -1,5 +1,5 @@
 """Resolved specs (issue 10): per-method clipping and loss aggregation, the published Rank-GRPO and its named
-variants, the `paper` preset's released values, and `bench run --dry-run`."""
+variants, the `paper` preset's released values, `bench run --dry-run`, and the runs a finished run is printed beside."""
 
 import importlib.util
 import json
@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from algorithms.training import micro_batches
 from bench.errors import BenchError
 from bench.runs import presets
-from bench.runs.specs import canonical, make_spec, spec_from_json
+from bench.runs.compare import compare
+from bench.runs.specs import canonical, make_spec, sibling_spec, spec_from_json
 from cli import app
 
 REDIAL_TRAIN = 2771
@@ -114,3 +115,31 @@ def test_report_to_fails_before_any_work_without_its_extra(tmp_path: Path, monke
                                        "--results-dir", str(results)])
     assert missing.exit_code == 2 and 'pip install -e ".[wandb]"' in missing.output
     assert not results.exists()
+
+
+def test_sibling_spec_is_the_published_method_with_the_same_settings() -> None:
+    variant = make_spec("rank_grpo", "tiny", "smoke", {"rl_steps": 7}, dataset="synthetic:smoke", seed=3,
+                        missing_rank_credit=True, reward="log_decay", epsilon_low=0.1, epsilon_high=0.1)
+    grpo = sibling_spec(variant, "grpo")
+    assert grpo == make_spec("grpo", "tiny", "smoke", {"rl_steps": 7}, dataset="synthetic:smoke", seed=3)
+    assert grpo.method_label == "grpo" and (grpo.epsilon_low, grpo.epsilon_high) == (0.2, 0.2)
+    assert sibling_spec(variant, "rank_grpo").method_label == "rank_grpo"
+    assert sibling_spec(variant, "popularity").model == "none"
+    # the SFT warm start every RL variant of these settings shares
+    assert sibling_spec(variant, "sft") == sibling_spec(grpo, "sft") == make_spec(
+        "sft", "tiny", "smoke", dataset="synthetic:smoke", seed=3)
+
+
+def test_comparison_lists_complete_neighbours_and_names_the_missing(tmp_path: Path) -> None:
+    spec = make_spec("rank_grpo", "tiny", "smoke", dataset="synthetic:smoke")
+    for algo, ndcg in (("sft", 0.1), ("popularity", 0.05)):
+        folder = tmp_path / "runs" / sibling_spec(spec, algo).run_id
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"ndcg@20": ndcg}))
+    incomplete = tmp_path / "runs" / sibling_spec(spec, "grpo").run_id
+    incomplete.mkdir(parents=True)
+    comparison = compare(spec, {"ndcg@20": 0.2}, tmp_path)
+    assert comparison.rows == (("rank_grpo", {"ndcg@20": 0.2}), ("sft start", {"ndcg@20": 0.1}),
+                               ("popularity", {"ndcg@20": 0.05}))
+    assert comparison.missing == ("grpo", "random")
+    assert "not tests" in comparison.note and "grpo, random" in comparison.note
