@@ -90,10 +90,15 @@ PRESETS: dict[str, Preset] = {
         rl_steps=100, rl_lr=1e-4, num_generations=8, prompts_per_step=4, beta=0.0, temperature=1.0, mu=1,
         eval_interval=20, validation_size=64, max_prompt_tokens=384),
     "cpu-small": Preset(
-        "cpu-small", eval_limit=100, max_new_tokens=160, eval_batch_size=32,
-        sft_epochs=1.0, sft_max_steps=40, sft_lr=1e-4, sft_batch_size=8,
-        rl_steps=20, rl_lr=1e-5, num_generations=4, prompts_per_step=2, beta=0.0, temperature=1.0, mu=1,
+        "cpu-small", eval_limit=50, max_new_tokens=160, eval_batch_size=32,
+        sft_epochs=1.0, sft_max_steps=40, sft_lr=1e-4, sft_batch_size=4,
+        rl_steps=16, rl_lr=1e-5, num_generations=4, prompts_per_step=2, beta=0.0, temperature=1.0, mu=1,
         eval_interval=10, validation_size=8, max_prompt_tokens=256),
+    "testbed": Preset(
+        "testbed", eval_limit=None, max_new_tokens=192, eval_batch_size=32,
+        sft_epochs=10.0, sft_max_steps=300, sft_lr=3e-3, sft_batch_size=16,
+        rl_steps=100, rl_lr=1e-4, num_generations=8, prompts_per_step=4, beta=0.0, temperature=1.0, mu=1,
+        eval_interval=20, validation_size=32, max_prompt_tokens=256),
     "paper": Preset(
         "paper", eval_limit=None, max_new_tokens=1024, eval_batch_size=64,
         sft_epochs=10.0, sft_max_steps=None, sft_lr=5e-5, sft_batch_size=192,
@@ -104,7 +109,9 @@ PRESETS: dict[str, Preset] = {
 }
 """`cpu-small` is sized for a real ~135M backbone (smollm2-135m) on a 2-core CPU: SFT then one RL method on ReDial,
 with their evaluations, in about an hour (README "A real pretrained backbone"). 160 new tokens hold a 20-item list
-(~7 tokens a line); 8 x 416-token SFT steps and 2 prompts x G=4 RL steps are what fit.
+(~7 tokens a line). Measured on a quiet 2-core machine: a full fine-tuning step of 8 x ~420 tokens takes ~50 s
+(2026-12-02), so SFT takes 4 examples a step (40 steps, ~26 s each) and RL 16 steps of 2 prompts x G=4 (generation
+plus one 8-sequence update, ~75 s each); README "A real pretrained backbone" has the measured total.
 
 `paper` eval_interval 200 is the authors' checkpoint interval (train_rank_grpo.py:96, README.MD:117) at which
 they validate RL (evaluate/eval_grpo_val.py `--step_interval 200`, README.MD:163)."""
