@@ -5,7 +5,8 @@ For each comparable group of runs (dataset, backbone, preset; `data.group_runs`)
 `comparisons.csv` (the tested family: differences, CIs, p-values raw and Holm-adjusted, probability of
 improvement, detectable difference), `steps_to_reach.csv`, `auc.csv` (trained methods), and the figures `forest.png`, `convergence.png`, `recall_at_k.png`,
 `hit_rate.png`. Each group's pages have its training diagnostics (`diagnostics`: hit gain over SFT per rank,
-list-length drift, tied-reward groups, collapse, compute), also under the table's `diagnostics` key in report.json.
+list-length drift, tied-reward groups, collapse, compute), also under the table's `diagnostics` key in report.json,
+then its calibration (`criteria`: headroom, signal, room at every rank), under the table's `calibration` key.
 `<out>/report.md` gathers them (leading with the primary metric and the forest plot; the wide tables
 below), `<out>/report.json` holds the machine-readable contract (README), and `--html` adds one self-contained
 `<out>/report.html`. Same run folders in, same files out: resampling uses fixed seeds, ordering is by name.
@@ -24,6 +25,8 @@ from bench.report.analysis import (
     TableAnalysis,
     analyse,
 )
+from bench.report.criteria import TITLE as CALIBRATION_TITLE
+from bench.report.criteria import calibrate, calibration_blocks
 from bench.report.curves import area_under_curves, method_curves, steps_to_reach
 from bench.report.data import MEAN_COLUMNS, Group, group_runs, load_runs
 from bench.report.diagnostics import (
@@ -258,9 +261,12 @@ def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[lis
     if curve_blocks:
         sections.append(Section("Training curves", tuple(curve_blocks), level=3))
     sections.append(Section("Training diagnostics", tuple(_diagnostic_blocks(diagnostics)), level=3))
+    criteria = calibrate(analysis, diagnostics)
+    sections.append(Section(CALIBRATION_TITLE, tuple(calibration_blocks(criteria)), level=3))
     sections += [Section("Recall at k and hit rate per rank", tuple(figure_blocks), level=3),
                  Section("All metrics", tuple(wide_blocks), level=3)]
-    return sections, {**analysis.to_json(), "diagnostics": diagnostics.to_json()}, written
+    return sections, {**analysis.to_json(), "diagnostics": diagnostics.to_json(),
+                      "calibration": [criterion.to_json() for criterion in criteria]}, written
 
 
 def build_report(results_dir: Path, out: Path, options: ReportOptions = ReportOptions()) -> ReportResult:

@@ -75,7 +75,8 @@ def test_json_on_stdout_is_report_json_and_follows_the_contract(built: tuple[Pat
     assert printed == json.loads((out / "report.json").read_text())
     assert "incomplete" in errors
     (table,) = printed["tables"]
-    assert set(table) == {"dataset", "model", "preset", "primary", "cells", "comparisons", "diagnostics"}
+    assert set(table) == {"dataset", "model", "preset", "primary", "cells", "comparisons", "diagnostics",
+                          "calibration"}
     assert (table["dataset"], table["model"], table["preset"], table["primary"]) == ("synthetic", "tiny", "smoke",
                                                                                      "ndcg@20")
     assert all(set(cell) == CELL_KEYS for cell in table["cells"])
@@ -133,6 +134,9 @@ def test_pages_lead_with_the_primary_metric_and_state_units(built: tuple[Path, d
     # Training diagnostics follow the curves; the fixture runs have no train_log.jsonl, and the section says so.
     assert page.index("### Training curves") < page.index("### Training diagnostics") < page.index("### All metrics")
     assert "Missing or skipped: no train_log.jsonl: grpo-tiny" in page and "no collapse." in page
+    # Calibration follows the diagnostics; the fixture's examples list no ground truth, so room is not measurable.
+    assert page.index("### Training diagnostics") < page.index("### Calibration: can this table separate methods?")
+    assert "| room | not measurable: fewer than 25% of examples have 2+ ground-truth items" in page
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "src=\"http" not in html and "<figcaption>" in html
     assert "p / Holm vs rank_grpo" in html and "<h3>Training diagnostics</h3>" in html
