@@ -71,12 +71,13 @@ class SyntheticConfig:
     groundtruth_per_prompt: tuple[int, int] = (3, 5)
     seed: int = 0
     demo_off_taste: float | None = None
-    """When set, every training example carries an imperfect demonstration (its `completion`, what SFT learns):
-    the 20 titles that follow the anchor in its taste's planted order (liked ones skipped; off-taste titles fill a
-    short taste), each replaced with this probability by a title of another taste. None: no demonstrations (SFT
-    then learns ground truth topped up by popularity, `algorithms.sft.demonstrations`)."""
+    """When set, every training example carries an imperfect demonstration (its `completion`, what SFT learns): its
+    ground truth with each title swapped with this probability for a title of another taste, then the catalog's most
+    mentioned titles up to 20 (the `groundtruth+popularity` answer of `algorithms.sft`, made imperfect). None: no
+    demonstrations (SFT then learns ground truth topped up by popularity)."""
     demo_shuffled: bool = True
-    """Shuffle each demonstration's order, so SFT does not learn the planted order and leaves rank order to gain."""
+    """Shuffle the ground-truth part of each demonstration, so SFT does not learn the planted order and leaves the
+    rank order to gain."""
 
     def __post_init__(self) -> None:
         if min(self.n_train, self.n_validation, self.n_test) < 0 or self.n_tastes < 1:
@@ -92,8 +93,8 @@ class SyntheticConfig:
         if self.demo_off_taste is not None:
             if not 0.0 <= self.demo_off_taste <= 1.0:
                 raise ValueError("demo_off_taste must be a share between 0 and 1")
-            if (self.n_tastes - 1) * self.items_per_taste < N_RECOMMENDATIONS:
-                raise ValueError(f"demonstrations need at least {N_RECOMMENDATIONS} titles outside each taste")
+            if self.n_items < N_RECOMMENDATIONS + self.liked_per_prompt[1]:
+                raise ValueError(f"demonstrations need at least {N_RECOMMENDATIONS} titles besides the liked ones")
 
     @property
     def n_items(self) -> int:
@@ -107,15 +108,18 @@ SYNTHETIC_SIZES: dict[str, SyntheticConfig] = {
     "smoke": SyntheticConfig(n_train=120, n_validation=24, n_test=24, n_tastes=6, items_per_taste=12),
     "default": SyntheticConfig(n_train=1000, n_validation=100, n_test=100, n_tastes=12, items_per_taste=20),
     "check": SyntheticConfig(n_train=400, n_validation=32, n_test=48, n_tastes=6, items_per_taste=10),
-    "testbed": SyntheticConfig(n_train=1000, n_validation=64, n_test=200, n_tastes=10, items_per_taste=24,
-                               demo_off_taste=0.5),
+    "testbed": SyntheticConfig(n_train=400, n_validation=64, n_test=200, n_tastes=6, items_per_taste=10),
+    "testbed-noisy": SyntheticConfig(n_train=400, n_validation=64, n_test=200, n_tastes=6, items_per_taste=10,
+                                     demo_off_taste=0.3),
 }
 """`check`: the regression check's task (results/reference/), small enough that the tiny backbone learns it in a
 minute of SFT on a 2-core CPU; select it with the dataset name `synthetic:check`.
 
-`testbed`: the calibrated RL testbed (results/testbed/README.md): SFT learns from deliberately imperfect
-demonstrations (half the titles off-taste, order shuffled), so its start sits between chance and the ceiling with
-hits to gain at every rank, and RL has reward variance to learn from."""
+`testbed`: the calibrated RL testbed (results/testbed/README.md): the check's task with a 200-example test split
+(power) and 64 validation prompts; SFT learns ground truth topped up by popularity, so its start sits between chance
+and the ceiling with hits to gain at every rank, and sampled groups have reward variance. `testbed-noisy`: the same
+prompts with deliberately imperfect demonstrations (30% of the ground truth swapped off-taste, order shuffled), the
+calibration candidate that put the tiny SFT start at chance (results/testbed/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,8 @@ def _join_titles(items: list[Item]) -> str:
 
 
 def _draw_prompt(rng: random.Random, planted: tuple[PlantedItem, ...], config: SyntheticConfig,
-                 weights: list[int]) -> tuple[list[PlantedItem], list[PlantedItem], list[PlantedItem], str]:
-    """Liked items (in mention order), ground truth (in planted order), the whole taste after the anchor in planted
-    order without the liked items (ground truth first: the planted optimum), and the conversation text."""
+                 weights: list[int]) -> tuple[list[PlantedItem], list[PlantedItem], str]:
+    """Liked items (in mention order), ground truth (in planted order) and the conversation text of one prompt."""
     anchor = rng.choices(range(len(planted)), weights=weights)[0]
     taste_start = anchor - planted[anchor].position
 
@@ -173,24 +176,25 @@ def _draw_prompt(rng: random.Random, planted: tuple[PlantedItem, ...], config: S
     n_groundtruth = rng.randint(*config.groundtruth_per_prompt)
     liked_steps = [0, *sorted(rng.sample(range(1, n_liked + 1), n_liked - 1))]
     liked = [at(step) for step in liked_steps]
-    continuation = [at(step) for step in range(1, config.items_per_taste) if step not in liked_steps]
+    groundtruth = [at(step) for step in range(1, config.items_per_taste) if step not in liked_steps][:n_groundtruth]
     rng.shuffle(liked)
     statement = rng.choice(LIKED_TEMPLATES).format(liked=_join_titles([entry.item for entry in liked]))
-    return liked, continuation[:n_groundtruth], continuation, rng.choice(OPENINGS) + statement
+    return liked, groundtruth, rng.choice(OPENINGS) + statement
 
 
-def _demonstration(rng: random.Random, continuation: list[PlantedItem], planted: tuple[PlantedItem, ...],
-                   config: SyntheticConfig) -> str:
-    """An imperfect 20-title answer (see `SyntheticConfig.demo_off_taste`): the planted continuation, each title
-    swapped with probability `demo_off_taste` for a distinct title of another taste, then shuffled if asked."""
-    taste = continuation[0].taste
-    off_taste = iter(rng.sample([entry for entry in planted if entry.taste != taste], N_RECOMMENDATIONS))
+def _demonstration(rng: random.Random, groundtruth: list[PlantedItem], liked: list[PlantedItem],
+                   planted: tuple[PlantedItem, ...], config: SyntheticConfig) -> str:
+    """An imperfect 20-title answer (`SyntheticConfig.demo_off_taste`): the ground truth, each title swapped with
+    probability `demo_off_taste` for a distinct title of another taste, shuffled if asked, then popular fill."""
+    taste = groundtruth[0].taste
+    off_taste = iter(rng.sample([entry for entry in planted if entry.taste != taste], len(groundtruth)))
     share = config.demo_off_taste or 0.0
-    titles = [next(off_taste) if rng.random() < share else entry for entry in continuation[:N_RECOMMENDATIONS]]
-    titles += [next(off_taste) for _ in range(N_RECOMMENDATIONS - len(titles))]
+    titles = [next(off_taste) if rng.random() < share else entry for entry in groundtruth]
     if config.demo_shuffled:
         rng.shuffle(titles)
-    return "\n".join(format_item(entry.item) for entry in titles)
+    fill = [entry for entry in sorted(planted, key=lambda entry: -entry.mentions)
+            if entry not in titles and entry not in liked]
+    return "\n".join(format_item(entry.item) for entry in (titles + fill)[:N_RECOMMENDATIONS])
 
 
 def _split_examples(split: str, size: int, planted: tuple[PlantedItem, ...], config: SyntheticConfig,
@@ -202,7 +206,7 @@ def _split_examples(split: str, size: int, planted: tuple[PlantedItem, ...], con
     examples: list[Example] = []
     for index in range(size):
         for _ in range(MAX_DRAWS_PER_PROMPT):
-            liked, groundtruth, continuation, conversation = _draw_prompt(rng, planted, config, weights)
+            liked, groundtruth, conversation = _draw_prompt(rng, planted, config, weights)
             if conversation not in used_texts:
                 break
         else:
@@ -216,7 +220,8 @@ def _split_examples(split: str, size: int, planted: tuple[PlantedItem, ...], con
             seen_titles=tuple(entry.title for entry in liked),
             dialog_id=example_id,
             context_items=tuple(ContextItem(entry.title, entry.year, liked=True) for entry in liked),
-            completion=_demonstration(demo_rng, continuation, planted, config) if with_demos else None,
+            completion=(_demonstration(demo_rng, groundtruth, liked, planted, config)
+                        if with_demos else None),
         ))
     return tuple(examples)
 

@@ -97,7 +97,7 @@ PRESETS: dict[str, Preset] = {
     "testbed": Preset(
         "testbed", eval_limit=None, max_new_tokens=192, eval_batch_size=32,
         sft_epochs=10.0, sft_max_steps=300, sft_lr=3e-3, sft_batch_size=16,
-        rl_steps=100, rl_lr=1e-4, num_generations=8, prompts_per_step=4, beta=0.0, temperature=1.0, mu=1,
+        rl_steps=80, rl_lr=1e-4, num_generations=8, prompts_per_step=4, beta=0.0, temperature=1.0, mu=1,
         eval_interval=20, validation_size=32, max_prompt_tokens=256),
     "paper": Preset(
         "paper", eval_limit=None, max_new_tokens=1024, eval_batch_size=64,
@@ -112,6 +112,10 @@ with their evaluations, in about an hour (README "A real pretrained backbone"). 
 (~7 tokens a line). Measured on a quiet 2-core machine: a full fine-tuning step of 8 x ~420 tokens takes ~50 s
 (2026-12-02), so SFT takes 4 examples a step (40 steps, ~26 s each) and RL 16 steps of 2 prompts x G=4 (generation
 plus one 8-sequence update, ~75 s each); README "A real pretrained backbone" has the measured total.
+
+`testbed` is the calibrated CPU testbed for the tiny backbone on `synthetic:testbed` (results/testbed/README.md):
+the SFT of the regression check (300 steps of 16 at lr 3e-3), then 80 RL steps of 4 prompts x G=8 at lr 1e-4 (the
+prototype's rate, DESIGN.md), every method alike; greedy evaluation of the 200 test examples.
 
 `paper` eval_interval 200 is the authors' checkpoint interval (train_rank_grpo.py:96, README.MD:117) at which
 they validate RL (evaluate/eval_grpo_val.py `--step_interval 200`, README.MD:163)."""

@@ -141,7 +141,7 @@ def test_written_directory_loads_back_identically(tmp_path, smoke):
     assert loaded.catalog.mentions == smoke.catalog.mentions
 
 
-DEMO = SyntheticConfig(n_train=400, n_validation=8, n_test=8, n_tastes=6, items_per_taste=12, demo_off_taste=0.5)
+DEMO = SyntheticConfig(n_train=400, n_validation=8, n_test=8, n_tastes=6, items_per_taste=10, demo_off_taste=0.3)
 
 
 def _taste_of(config: SyntheticConfig) -> dict[str, int]:
@@ -149,22 +149,29 @@ def _taste_of(config: SyntheticConfig) -> dict[str, int]:
 
 
 def test_demonstrations_are_imperfect_as_configured():
-    """Each demonstration: 20 distinct catalog titles; about half off the prompt's taste; order shuffled, so the
-    first ground-truth title is not at rank 1 more often than chance would put it there."""
+    """Each demonstration: 20 distinct catalog titles, none liked; its first len(ground truth) titles are the ground
+    truth with about 30% swapped off-taste, in shuffled order; the rest is the popularity ranking."""
     dataset = generate_synthetic(DEMO)
     taste = _taste_of(DEMO)
-    off, first_at_top = [], 0
+    by_mentions = [entry.item for entry in sorted(plant_items(DEMO), key=lambda entry: -entry.mentions)]
+    swapped, kept, in_order = 0, 0, 0
     for example in dataset.split("train"):
         items = parse_recommendations(example.completion)
         assert len(items) == 20 and len(set(items)) == 20
         assert all(item in dataset.catalog.exact_index for item in items)
+        assert not {title for title, _ in items} & set(example.seen_titles)
+        head, fill = items[:len(example.groundtruth)], items[len(example.groundtruth):]
         own = taste[example.groundtruth[0][0]]
-        off.append(sum(taste[title] != own for title, _ in items) / 20)
-        first_at_top += items[0] == example.groundtruth[0]
-    # 9-10 taste titles follow the anchor (12 minus 2-3 liked), the rest of the 20 are off-taste fill; each taste
-    # title is then swapped off-taste with probability 0.5: expected off-taste share 1 - 9.5 * 0.5 / 20 = 0.76.
-    assert abs(sum(off) / len(off) - 0.7625) < 0.02
-    assert first_at_top / 400 < 0.15
+        off, on = sum(taste[title] != own for title, _ in head), sum(item in example.groundtruth for item in head)
+        assert off + on == len(head)  # every head title is a kept ground-truth title or an off-taste swap
+        swapped, kept = swapped + off, kept + on
+        assert fill == [item for item in by_mentions if item not in head and item[0] not in example.seen_titles][:len(fill)]
+        in_order += [item for item in head if item in example.groundtruth] == [
+            item for item in example.groundtruth if item in head]
+    total = swapped + kept
+    assert abs(swapped / total - 0.3) < 0.03
+    # kept titles appear in planted order only as often as a shuffle leaves them so (never for all prompts)
+    assert in_order < 0.7 * 400
 
 
 def test_demonstrations_do_not_change_the_prompts_or_other_splits():
@@ -176,8 +183,8 @@ def test_demonstrations_do_not_change_the_prompts_or_other_splits():
     assert all(e.completion is None for e in with_demos.split("test"))
 
 
-def test_zero_off_taste_without_shuffle_is_the_planted_optimum():
-    config = replace(DEMO, demo_off_taste=0.0, demo_shuffled=False, items_per_taste=24, n_tastes=3)
+def test_unshuffled_demonstrations_without_swaps_are_groundtruth_plus_popularity():
+    config = replace(DEMO, demo_off_taste=0.0, demo_shuffled=False)
     for example in generate_synthetic(config).split("train")[:20]:
         items = parse_recommendations(example.completion)
         assert tuple(items[:len(example.groundtruth)]) == example.groundtruth
@@ -186,5 +193,5 @@ def test_zero_off_taste_without_shuffle_is_the_planted_optimum():
 def test_demonstration_settings_are_validated():
     with pytest.raises(ValueError, match="share"):
         replace(DEMO, demo_off_taste=1.5)
-    with pytest.raises(ValueError, match="outside each taste"):
-        SyntheticConfig(10, 2, 2, n_tastes=2, items_per_taste=12, demo_off_taste=0.5)
+    with pytest.raises(ValueError, match="besides the liked"):
+        SyntheticConfig(10, 2, 2, n_tastes=2, items_per_taste=10, demo_off_taste=0.5)
