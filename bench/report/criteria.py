@@ -29,7 +29,6 @@ measurable); numbers are null where missing; every `measured` has `notes` (what 
   `considered_ranks`, `room_at_rank[]` (`rank`, `max`, `sft`, `room`), `min_room`, `min_room_rank`.
 """
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from bench.report.diagnostics import (
     GroupDiagnostics,
     hit_rates,
     meets_tied_target,
+    read_untrusted_jsonl,
 )
 from bench.report.html import Block
 from bench.report.stats import Interval
@@ -163,18 +163,11 @@ class GroundTruth:
 def read_groundtruth(path: Path) -> GroundTruth:
     """Ground-truth list sizes without raising: a line that is not a JSON object with a `groundtruth` list is
     skipped and counted."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return GroundTruth(problem="no examples.jsonl")
-    except OSError as error:
-        return GroundTruth(problem=f"examples.jsonl unreadable ({type(error).__name__})")
+    values, problem = read_untrusted_jsonl(path)
+    if problem is not None:
+        return GroundTruth(problem=problem)
     sizes, skipped = [], 0
-    for raw in filter(str.strip, text.splitlines()):
-        try:
-            line = json.loads(raw)
-        except (ValueError, RecursionError):
-            line = None
+    for line in values:
         truth = line.get("groundtruth") if isinstance(line, dict) else None
         if isinstance(truth, list):
             sizes.append(len(truth))

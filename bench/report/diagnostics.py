@@ -67,22 +67,33 @@ class TrainLog:
     """Why no lines could be read ("no train_log.jsonl", "train_log.jsonl unreadable (...)"), or None."""
 
 
-def read_train_log(path: Path) -> TrainLog:
-    """Read one train_log.jsonl without raising: malformed lines (not JSON, not an object, no integer step) are
-    skipped and counted."""
+def read_untrusted_jsonl(path: Path) -> tuple[list[Any], str | None]:
+    """Every non-blank line's parsed JSON (None where a line is not JSON), or why the file could not be read
+    ("no <name>", "<name> unreadable (...)"); never raises, since run folders are untrusted files."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return TrainLog(problem="no train_log.jsonl")
+        return [], f"no {path.name}"
     except OSError as error:
-        return TrainLog(problem=f"train_log.jsonl unreadable ({type(error).__name__})")
-    by_step: dict[int, dict[str, Any]] = {}
-    skipped = 0
+        return [], f"{path.name} unreadable ({type(error).__name__})"
+    values: list[Any] = []
     for raw in filter(str.strip, text.splitlines()):
         try:
-            line = json.loads(raw)
+            values.append(json.loads(raw))
         except (ValueError, RecursionError):
-            line = None
+            values.append(None)
+    return values, None
+
+
+def read_train_log(path: Path) -> TrainLog:
+    """Read one train_log.jsonl without raising: malformed lines (not JSON, not an object, no integer step) are
+    skipped and counted."""
+    values, problem = read_untrusted_jsonl(path)
+    if problem is not None:
+        return TrainLog(problem=problem)
+    by_step: dict[int, dict[str, Any]] = {}
+    skipped = 0
+    for line in values:
         step = line.get("step") if isinstance(line, dict) else None
         if isinstance(step, int) and not isinstance(step, bool):
             by_step[step] = line

@@ -3,12 +3,14 @@ worked by hand (met, not met, not measurable without EASE), the signal criterion
 room at every rank from ground-truth sizes and SFT hit rates (a known minimum at a known rank, and the single-item
 case), malformed examples.jsonl lines skipped and counted, and the section and report.json key."""
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_report_diagnostics import (
+    write_run,  # the fixture writer, loaded once (tests/unit is on sys.path)
+)
 
 from bench.report.analysis import AnalysisOptions, analyse
 from bench.report.build import build_report
@@ -21,17 +23,6 @@ from bench.runs.specs import ALGORITHMS, make_spec
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report"
 CURVE = [[0, 0.1], [4, 0.2]]
 OPTIONS = AnalysisOptions(n_bootstrap=200, n_permutations=200)
-
-
-def _write_run() -> Any:
-    spec = importlib.util.spec_from_file_location("report_fixture_runs", FIXTURES / "write_runs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_run
-
-
-write_run = _write_run()
 
 
 def run(results: Path, algo: str, seed: int, ranks: list[int], *, groundtruth: list[int] | None = None,
@@ -187,7 +178,7 @@ def test_malformed_examples_lines_are_skipped_and_counted(tmp_path: Path) -> Non
     assert found.sizes == (2, 0) and found.skipped == 5 and found.problem is None
     path.write_bytes(b"\xff\xfe{\x00\n")  # not even UTF-8
     assert read_groundtruth(path).skipped == 1
-    assert read_groundtruth(tmp_path / "absent.jsonl").problem == "no examples.jsonl"
+    assert read_groundtruth(tmp_path / "absent.jsonl").problem == "no absent.jsonl"  # the missing file, by name
     # In a report: an example line without groundtruth is skipped (max_k over the other three) and named.
     folder = run(tmp_path / "results", "sft", 0, [1, 0, 0, 0], groundtruth=[2, 2, 1, 1], hit_rate=[0.5, 0.25])
     examples = (folder / "examples.jsonl").read_text().splitlines()
