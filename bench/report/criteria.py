@@ -45,12 +45,11 @@ from bench.report.diagnostics import (
     GroupDiagnostics,
     hit_rates,
     meets_tied_target,
-    read_untrusted_jsonl,
 )
 from bench.report.html import Block
 from bench.report.stats import Interval
 from bench.report.tables import TextTable
-from bench.runs.folders import RunFolder
+from bench.runs.folders import RunFolder, read_untrusted_jsonl
 
 HEADROOM_MARGIN, ROOM_SHARE, ROOM_MARGIN = 0.10, 0.25, 0.05
 PUBLISHED = ("grpo", "rank_grpo")

@@ -44,7 +44,7 @@ import numpy as np
 from bench.evaluation.metrics import N_RANKS
 from bench.report.data import Group, RunRecord, sft_start
 from bench.report.stats import Interval, draw_seeds, widened_interval
-from bench.runs.folders import RunFolder
+from bench.runs.folders import RunFolder, read_untrusted_jsonl
 from bench.runs.specs import RL_ALGORITHMS
 
 TIED_TARGET, COLLAPSE_LENGTH, COLLAPSE_SFT_LENGTH, COLLAPSE_ITEMS_RATIO = 0.30, 5.0, 10.0, 0.5
@@ -65,24 +65,6 @@ class TrainLog:
     skipped: int = 0
     problem: str | None = None
     """Why no lines could be read ("no train_log.jsonl", "train_log.jsonl unreadable (...)"), or None."""
-
-
-def read_untrusted_jsonl(path: Path) -> tuple[list[Any], str | None]:
-    """Every non-blank line's parsed JSON (None where a line is not JSON), or why the file could not be read
-    ("no <name>", "<name> unreadable (...)"); never raises, since run folders are untrusted files."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return [], f"no {path.name}"
-    except OSError as error:
-        return [], f"{path.name} unreadable ({type(error).__name__})"
-    values: list[Any] = []
-    for raw in filter(str.strip, text.splitlines()):
-        try:
-            values.append(json.loads(raw))
-        except (ValueError, RecursionError):
-            values.append(None)
-    return values, None
 
 
 def read_train_log(path: Path) -> TrainLog:

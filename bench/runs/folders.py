@@ -99,3 +99,21 @@ class RunFolder:
 
 def runs_dir(results_dir: Path) -> Path:
     return results_dir / "runs"
+
+
+def read_untrusted_jsonl(path: Path) -> tuple[list[Any], str | None]:
+    """Every non-blank line's parsed JSON (None where a line is not JSON), or why the file could not be read
+    ("no <name>", "<name> unreadable (...)"); never raises, since run folders are untrusted files."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], f"no {path.name}"
+    except OSError as error:
+        return [], f"{path.name} unreadable ({type(error).__name__})"
+    values: list[Any] = []
+    for raw in filter(str.strip, text.splitlines()):
+        try:
+            values.append(json.loads(raw))
+        except (ValueError, RecursionError):
+            values.append(None)
+    return values, None
