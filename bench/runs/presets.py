@@ -109,9 +109,10 @@ PRESETS: dict[str, Preset] = {
 }
 """`cpu-small` is sized for a real ~135M backbone (smollm2-135m) on a 2-core CPU: SFT then one RL method on ReDial,
 with their evaluations, in about an hour (README "A real pretrained backbone"). 160 new tokens hold a 20-item list
-(~7 tokens a line). Measured on a quiet 2-core machine: a full fine-tuning step of 8 x ~420 tokens takes ~50 s
-(2026-12-02), so SFT takes 4 examples a step (40 steps, ~26 s each) and RL 16 steps of 2 prompts x G=4 (generation
-plus one 8-sequence update, ~75 s each); README "A real pretrained backbone" has the measured total.
+(~7 tokens a line). Measured on the 2-core machine (2026-12-02, other single-thread jobs running): a full
+fine-tuning step of 8 x ~420 tokens took ~50 s, so SFT takes 4 examples a step (40 steps; 15-26 s each measured) and
+RL 16 steps of 2 prompts x G=4 (generation plus one 8-sequence update; 84 s for the first); README "A real
+pretrained backbone" has the measured total.
 
 `testbed` is the calibrated CPU testbed for the tiny backbone on `synthetic:testbed` (results/testbed/README.md):
 the SFT of the regression check (300 steps of 16 at lr 3e-3), then 80 RL steps of 4 prompts x G=8 at lr 1e-4 (the
