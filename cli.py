@@ -223,7 +223,8 @@ def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny"
                   temperature: Annotated[float, typer.Option(help="Temperature of the sampled rows.")] = 1.0,
                   backend: opt.Backend = "transformers",
                   random_init: Annotated[bool, typer.Option(help="Real architecture, random weights.")] = False,
-                  dataset: opt.Dataset = "redial") -> None:
+                  dataset: opt.Dataset = "redial",
+                  repeats: Annotated[int, typer.Option(help="Timed runs per row; the fastest is kept.")] = 3) -> None:
     """Rollout tokens/s at each batch size, greedy and sampled, beside the FLOP-bound ceiling of this machine."""
     from bench.data.datasets import load_dataset
     from bench.models.backbones import default_cache_dir, load_backbone
@@ -232,7 +233,7 @@ def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny"
     backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), random_init=random_init, dtype=dtype,
                              cache_dir=default_cache_dir() / "backbones")
     sizes = [int(size) for size in _comma_list(batch_sizes)]
-    for line in format_report(rollout_speed(backbone, sizes, max_new_tokens, temperature, backend)):
+    for line in format_report(rollout_speed(backbone, sizes, max_new_tokens, temperature, backend, repeats)):
         typer.echo(line)
 
 

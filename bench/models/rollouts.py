@@ -40,7 +40,8 @@ class RolloutEngine(Protocol):
 
 
 class TransformersEngine:
-    """Batched `model.generate` with left padding and KV cache, greedy or sampled.
+    """Batched `model.generate` with left padding and KV cache, greedy or sampled (on CPU in float32, with
+    oneDNN linear layers and a preallocated cache: `bench.models.cpu_decoding`).
 
     Prompts are rendered with the tokenizer's chat template (add_generation_prompt) and processed in their given
     order, `batch_size` at a time. Each batch samples under `torch.manual_seed(batch_seed(...))` inside a forked
@@ -82,6 +83,8 @@ class TransformersEngine:
         """Generate for one batch of token-id prompts; returns texts grouped per prompt."""
         import torch
 
+        from bench.models.cpu_decoding import cpu_decoding
+
         model = self.backbone.model
         tokenizer = self.backbone.tokenizer
         pad_id = tokenizer.pad_token_id
@@ -93,12 +96,14 @@ class TransformersEngine:
         copies = 1 if settings.greedy else settings.num_return_sequences
         eos_ids = self._eos_ids()
         devices = [model.device.index or 0] if model.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        with (torch.random.fork_rng(devices=devices), torch.inference_mode(),
+              cpu_decoding(model, width + settings.max_new_tokens) as cpu_kwargs):
             torch.manual_seed(seed)
             output = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 generation_config=self._generation_config(settings, copies, eos_ids, pad_id),
+                **cpu_kwargs,
             )
         new_tokens = output[:, width:].tolist()
         texts: list[list[str]] = []
