@@ -10,11 +10,14 @@ has: `torch.matmul` (MKL on CPU, cuBLAS on CUDA) and, on CPU in float32, oneDNN 
 engine uses, `bench.models.cpu_decoding`). Taking the best library matters: on this project's AMD CPU, MKL reaches
 less than half of oneDNN's float32 throughput, and a ceiling measured with MKL alone would overstate efficiency.
 
-Each row is the best (shortest) of `repeats` timed runs, since a shared machine only ever slows a run down. Each
+Each row is the best (shortest) of `repeats` timed runs, since a shared machine only ever slows a run down. The
+header names the OpenMP wait policy: the CLI sets PASSIVE unless told otherwise (`cli.py`), which is right on a
+shared CPU and costs speed on a dedicated one (README "Rollout speed"). Each
 row also times the prefill alone (the same batch with one new token), so that the decode rate, and its fraction of
 the ceiling, can be read without the prompt's cost.
 """
 
+import os
 import time
 from functools import partial
 from collections.abc import Callable, Sequence
@@ -50,6 +53,7 @@ class SpeedReport:
     device: str
     dtype: str
     threads: int
+    wait_policy: str
     parameters: int
     matmul_flops: float
     matmul_kernel: str
@@ -116,7 +120,8 @@ def rollout_speed(backbone: Backbone, batch_sizes: Sequence[int], max_new_tokens
             rows.append(SpeedRow(batch, mode, run["new_tokens"], run["wall_s"], run["tokens_per_s"],
                                  run["tokens_per_s"] / ceiling, prefill["wall_s"], decode_rate, decode_rate / ceiling))
     return SpeedReport(backbone.spec.name, str(model.device), str(model.dtype).removeprefix("torch."),
-                       torch.get_num_threads(), parameters, flops, kernel, ceiling, repeats, tuple(rows))
+                       torch.get_num_threads(), os.environ.get("OMP_WAIT_POLICY", "unset"), parameters, flops, kernel,
+                       ceiling, repeats, tuple(rows))
 
 
 def _fastest(backbone: Backbone, backend: str, batch: int, settings: SamplingSettings,
@@ -129,7 +134,7 @@ def _fastest(backbone: Backbone, backend: str, batch: int, settings: SamplingSet
 def format_report(report: SpeedReport) -> list[str]:
     """Lines for the terminal: the ceiling, then one line per row."""
     lines = [(f"{report.backbone}: {report.parameters / 1e6:.1f}M parameters, {report.device}, {report.dtype}, "
-              f"{report.threads} threads, best of {report.repeats}"),
+              f"{report.threads} threads (OMP_WAIT_POLICY {report.wait_policy}), best of {report.repeats}"),
              (f"matmul {report.matmul_flops / 1e9:.1f} GFLOP/s ({report.matmul_kernel}) -> ceiling "
               f"{report.ceiling_tokens_per_s:.1f} tokens/s (2 x parameters FLOP per token)"),
              (f"{'batch':>5}  {'mode':<8} {'tokens/s':>9} {'of ceiling':>10} {'tokens':>7} {'wall s':>7} "
