@@ -140,6 +140,7 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
 
     from algorithms.lora import merge_adapters, spec_lora_config
     from algorithms.rank_grpo_trainer import RankGRPOTrainer
+    from algorithms.rollout_hook import rollout_kwargs
     from algorithms.training import (
         CurveLogger,
         curve_callback,
@@ -169,14 +170,15 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
                  rollouts_callback(ctx.folder.rollouts_path, buffer, settings.eval_interval, trainer_ref),
                  curve_callback(logger, settings.eval_interval)]
     dataset = train_prompts(ctx.dataset.split("train"), start.tokenizer, settings.max_prompt_tokens)
+    generation = rollout_kwargs(ctx.spec.rl_rollouts, ctx.spec.model)
     if ctx.spec.algo == "rank_grpo":
         trainer = RankGRPOTrainer(model=str(sft_dir), rank_reward_fn=rewards.hits, args=config,
                                   train_dataset=dataset, processing_class=start.tokenizer, callbacks=callbacks,
-                                  peft_config=spec_lora_config(ctx.spec))
+                                  peft_config=spec_lora_config(ctx.spec), **generation)
     else:
         trainer = GRPOTrainer(model=str(sft_dir), reward_funcs=rewards, args=config, train_dataset=dataset,
                               processing_class=start.tokenizer, callbacks=callbacks,
-                              peft_config=spec_lora_config(ctx.spec))
+                              peft_config=spec_lora_config(ctx.spec), **generation)
     trainer_ref.append(trainer)
     declare_tied_head(trainer.model)
     quiet_console(trainer)
