@@ -19,8 +19,8 @@ How the completions are made:
 - **Current weights, every call.** The trainer's model (accelerate-unwrapped with TRL's own
   `unwrap_model_for_generation`, which also gathers ZeRO-3 shards; a `PeftModel` under LoRA, so the adapters
   apply) is wrapped in a `Backbone` and decoded by `TransformersEngine.generate_tokens`, in eval mode, restored
-  after. No copy of the policy exists: on CPU the engine's packed oneDNN weights are repacked whenever a weight's
-  version changed (`bench.models.cpu_decoding`), which every optimizer step does.
+  after. No copy of the policy exists: on CPU the engine (`live=True`) repacks its oneDNN weights on every call, as
+  an optimizer step may change them in place without a version bump (`bench.models.cpu_decoding`).
 - **One prefill per distinct prompt.** The G copies of a prompt go to the engine as one prompt with G return
   sequences, sharing one prefill.
 - **Sampling settings from the trainer's config**, which `algorithms.rl._config` builds from spec.json:
@@ -91,7 +91,7 @@ class EngineRollouts:
             try:
                 backbone = Backbone(resolve_backbone(self.backbone_name), model, trainer.processing_class,
                                     Path("."), "in-training")
-                engine = TransformersEngine(backbone, batch_size=len(distinct), progress=False)
+                engine = TransformersEngine(backbone, batch_size=len(distinct), progress=False, live=True)
                 return engine.generate_tokens(distinct, settings, seed, trainer.eos_token_ids)
             finally:
                 if was_training:

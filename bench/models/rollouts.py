@@ -68,6 +68,8 @@ class TransformersEngine:
     given order, `batch_size` at a time. Each batch samples under `torch.manual_seed(<batch seed>)` inside a forked
     RNG state, so results are reproducible and the caller's RNG stream is untouched. The same prompt can give
     slightly different greedy text in a batch of different composition (padding changes float rounding).
+    `live=True` is for a model that trains between calls (validation, RL rollouts): every call decodes its weights as
+    they are then (`bench.models.cpu_decoding.forget_packed`), whatever optimizer changed them.
 
     Sampling applies exactly the logits warpers `model.generate` would build for the same settings, in its order
     (temperature, top-k, top-p: `GenerationMixin._get_logits_processor`, transformers 5.23), but passed as an
@@ -75,7 +77,7 @@ class TransformersEngine:
     from; the draws themselves (`torch.multinomial` under the same RNG state) are unchanged.
     """
 
-    def __init__(self, backbone: Backbone, batch_size: int = 8, progress: bool = True) -> None:
+    def __init__(self, backbone: Backbone, batch_size: int = 8, progress: bool = True, live: bool = False) -> None:
         if batch_size < 1:
             raise BenchError(f"batch_size must be at least 1, got {batch_size}.")
         if backbone.tokenizer.chat_template is None:
@@ -83,6 +85,7 @@ class TransformersEngine:
         self.backbone = backbone
         self.batch_size = batch_size
         self.progress = progress
+        self.live = live
         self.fingerprint = backbone.fingerprint
         self.tokens_generated = 0
         self.context = int(backbone.model.config.max_position_embeddings)
@@ -96,6 +99,7 @@ class TransformersEngine:
 
         encoded = [prompt_token_ids(self.backbone.tokenizer, prompt) for prompt in prompts]
         check_context([len(ids) for ids in encoded], settings, self.context, self.backbone.spec.name)
+        self._refresh_weights()
         results: list[list[str]] = []
         with tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not self.progress, leave=False) as bar:
             for start in range(0, len(prompts), self.batch_size):
@@ -118,6 +122,7 @@ class TransformersEngine:
         lengths = [len(ids) for ids in prompt_ids]
         check_context(lengths, settings, self.context, self.backbone.spec.name)
         eos = list(eos_ids) if eos_ids is not None else self._eos_ids()
+        self._refresh_weights()
         results: list[list[SampledCompletion]] = []
         for start in range(0, len(prompt_ids), self.batch_size):
             batch = [list(ids) for ids in prompt_ids[start : start + self.batch_size]]
@@ -132,6 +137,13 @@ class TransformersEngine:
                 group = completions[index * copies : (index + 1) * copies]
                 results.append(group * settings.num_return_sequences if copies == 1 else group)
         return results
+
+    def _refresh_weights(self) -> None:
+        """For a live model, forget the packed weights of the previous call (see `live`)."""
+        if self.live:
+            from bench.models.cpu_decoding import forget_packed
+
+            forget_packed(self.backbone.model)
 
     def _generate_batch(self, batch_ids: list[list[int]], settings: SamplingSettings, seed: int) -> list[list[str]]:
         """Generate for one batch of token-id prompts; returns texts grouped per prompt."""
