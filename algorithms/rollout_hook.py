@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.models.rollouts import SampledCompletion
-from bench.models.sampling import SamplingSettings, derived_seed
+from bench.models.sampling import SampledCompletion, SamplingSettings, derived_seed
 
 ROLLOUT_SECONDS_KEY = "rollout/seconds"
 """The metric the hook adds to TRL's logs each generation: wall seconds of sampling (both backends)."""

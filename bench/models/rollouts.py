@@ -8,7 +8,7 @@ regenerated and new completions are stored batch by batch (an interrupted run re
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Protocol
 
 from bench.errors import BenchError, UnknownNameError
@@ -16,6 +16,7 @@ from bench.models.backbones import Backbone
 from bench.models.rollout_cache import RolloutCache
 from bench.models.sampling import (
     Chat,
+    SampledCompletion,
     SamplingSettings,
     batch_seed,
     check_context,
@@ -45,17 +46,6 @@ class RolloutEngine(Protocol):
     def check_fits(self, prompts: Sequence[Chat], settings: SamplingSettings) -> None: ...
 
     def generate(self, prompts: Sequence[Chat], settings: SamplingSettings, seed: int) -> list[list[str]]: ...
-
-
-@dataclass(frozen=True)
-class SampledCompletion:
-    """One completion as tokens (`TransformersEngine.generate_tokens`): `token_ids` [n], up to and including the
-    first EOS (no EOS when cut at `max_new_tokens`), and `logprobs` [n], each token's log-probability under the
-    distribution it was drawn from, after temperature, top-k and top-p (the "processed" log-probs TRL's vLLM path
-    returns: `logprobs_mode="processed_logprobs"` in trl/generation/vllm_generation.py)."""
-
-    token_ids: list[int]
-    logprobs: list[float]
 
 
 class TransformersEngine:

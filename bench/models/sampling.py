@@ -1,5 +1,6 @@
 """What both rollout engines (transformers and vLLM) share: the chat prompt type, the sampling settings, the
-per-batch seed, prompt tokenisation with the chat template, and the context-length check."""
+per-batch seed, prompt tokenisation with the chat template, the context-length check, and the token-level result
+(`SampledCompletion`)."""
 
 import hashlib
 import json
@@ -48,6 +49,17 @@ class SamplingSettings:
         if self.top_k == 0:
             del fields["top_k"]
         return json.dumps(fields, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class SampledCompletion:
+    """One completion as tokens (`TransformersEngine.generate_tokens`, `vllm_backend.sample_tokens`): `token_ids`
+    [n], up to and including the first EOS (no EOS when cut at `max_new_tokens`), and `logprobs` [n], each token's
+    log-probability under the distribution it was drawn from, after temperature, top-k and top-p (the "processed"
+    log-probs TRL's vLLM path returns: `logprobs_mode="processed_logprobs"` in trl/generation/vllm_generation.py)."""
+
+    token_ids: list[int]
+    logprobs: list[float]
 
 
 def batch_seed(seed: int, prompts: Sequence[Chat], settings: SamplingSettings) -> int:

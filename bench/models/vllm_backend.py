@@ -13,9 +13,9 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.models.backbones import Backbone
-from bench.models.rollouts import SampledCompletion
 from bench.models.sampling import (
     Chat,
+    SampledCompletion,
     SamplingSettings,
     batch_seed,
     check_context,
