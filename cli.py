@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from algorithms.rollout_bench import rl_step_command
 from bench import cli_options as opt
 from bench.errors import BenchError
 
@@ -160,7 +161,7 @@ def run_command(
     reward: opt.Reward = "exp_inf",
     length_shaping: opt.LengthShaping = True, missing_rank_credit: opt.MissingRankCredit = False,
     epsilon_low: opt.Epsilon = None, epsilon_high: opt.Epsilon = None, loss_type: opt.LossType = None,
-    report_to: opt.ReportTo = "none", dry_run: opt.DryRun = False,
+    report_to: opt.ReportTo = "none", dry_run: opt.DryRun = False, rl_rollouts: opt.RlRollouts = None,
     lora_r: opt.LoraR = 0, lora_alpha: opt.LoraAlpha = None, lora_targets: opt.LoraTargets = "all-linear",
     sft_data: Annotated[str | None, typer.Option(help="Dataset with SFT demonstrations (bench sft-data).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (also OPENAI_BASE_URL).")] = None,
@@ -179,7 +180,7 @@ def run_command(
                      backend=backend, protocol=protocol, reward=reward, length_shaping=length_shaping,
                      missing_rank_credit=missing_rank_credit, epsilon_low=epsilon_low, epsilon_high=epsilon_high,
                      loss_type=loss_type, sft_data=sft_data, base_url=base_url, random_init=random_init,
-                     lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=lora_targets)
+                     lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=lora_targets, rl_rollouts=rl_rollouts)
     from bench.runs.methods import get_method
 
     get_method(spec.algo)
@@ -294,6 +295,9 @@ def bench_train_step(model: Annotated[str, typer.Option(help="Backbone.")] = "ti
         typer.echo(f"{model} {'full' if r == 0 else f'LoRA r={r}':<10} trainable {cost.trainable / 1e6:8.2f}M of "
                    f"{cost.total / 1e6:.2f}M  {cost.step_s:7.2f} s/step  peak memory {cost.peak_memory_gib:.2f} GiB "
                    f"({batch} x {length} tokens)")
+
+
+bench_app.command("rl-step")(user_errors(rl_step_command))
 
 
 def _comma_list(text: str) -> list[str]:

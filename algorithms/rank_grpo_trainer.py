@@ -318,7 +318,7 @@ class StepTimes:
         return self.rank_grpo_s / self.grpo_s
 
 
-class _StepTimer(TrainerCallback):
+class StepTimer(TrainerCallback):
     """Records the wall-clock time of every optimizer step."""
 
     def __init__(self):
@@ -367,7 +367,7 @@ def step_time_benchmark(
         for round_index in range(repeats):
             order = ("rank_grpo", "grpo") if round_index % 2 == 0 else ("grpo", "rank_grpo")
             for name in order:
-                timer = _StepTimer()
+                timer = StepTimer()
                 common = {
                     "model": model_factory(),
                     "train_dataset": train_dataset,

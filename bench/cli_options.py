@@ -39,3 +39,6 @@ LoraR = Annotated[int, typer.Option(
 LoraAlpha = Annotated[float | None, typer.Option(help="LoRA alpha (default 2 x rank).")]
 LoraTargets = Annotated[str, typer.Option(
     help="LoRA target modules: all-linear (every linear layer but the output head) or comma-separated names.")]
+RlRollouts = Annotated[str | None, typer.Option(
+    help="How RL training generates: engine (the shared rollout engine, through TRL's rollout_func; default) or trl "
+         "(TRL's own generate).")]

@@ -224,3 +224,23 @@ def test_short_grpo_runs_through_either_path_land_together(sharpened: Backbone, 
     spread = max(max(values) - min(values) for values in finals.values())
     means = {name: sum(values) / len(values) for name, values in finals.items()}
     assert abs(means["engine"] - means["trl"]) < spread, (finals, spread)
+
+
+def test_rl_step_command_times_both_paths() -> None:
+    """`bench bench rl-step` trains both paths and prints each one's step and generation seconds, then the
+    speedups; a bad count is one line naming the flag."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    result = CliRunner().invoke(app, ["bench", "rl-step", "--model", "tiny", "--preset", "smoke", "--steps", "1",
+                                      "--warmup-steps", "0"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()[-3:]
+    assert [line.split()[0] for line in lines[:2]] == ["trl", "engine"]
+    for line in lines[:2]:
+        step, generation = float(line.split()[2]), float(line.split()[5])
+        assert 0 < generation < step
+    assert lines[2].startswith("speedup (TRL generate / shared engine): generation ")
+    bad = CliRunner().invoke(app, ["bench", "rl-step", "--model", "tiny", "--steps", "0"])
+    assert bad.exit_code == 2 and "--steps" in bad.output
