@@ -148,54 +148,49 @@ def eval_command(predictions: Annotated[Path, typer.Option("--predictions", help
 
 @app.command("run")
 @user_errors
+@opt.with_option_sets(evaluation=opt.EvalOptions, sft=opt.SFTOptions, rl=opt.RLOptions, lora=opt.LoraOptions)
 def run_command(
-    algo: Annotated[str, typer.Option(help="Method: zero_shot, popularity, ease, crag, sft, grpo, gspo, rank_grpo.")],
+    algo: Annotated[str, typer.Option(help="Method: zero_shot, popularity, ease, random, crag, sft, grpo, gspo, "
+                                           "rank_grpo.")],
     model: Annotated[str, typer.Option(help="Backbone name (bench models), local path, hub id, openai:MODEL.")
                      ] = "tiny",
-    dataset: opt.Dataset = "redial", catalog: opt.Catalog = None, split: opt.Split = "test",
+    dataset: opt.Dataset = "redial", catalog: opt.Catalog = None,
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
-    preset: opt.Preset = "default", backend: opt.Backend = "transformers", protocol: opt.Protocol = "standard",
-    limit: opt.Limit = None, max_new_tokens: opt.MaxNewTokens = None, steps: opt.Steps = None,
-    num_generations: opt.Generations = None, lr: opt.Lr = None, mu: opt.Mu = None,
-    reward: opt.Reward = "exp_inf",
-    length_shaping: opt.LengthShaping = True, missing_rank_credit: opt.MissingRankCredit = False,
-    epsilon_low: opt.Epsilon = None, epsilon_high: opt.Epsilon = None, loss_type: opt.LossType = None,
+    preset: opt.Preset = "default",
+    with_null: Annotated[bool, typer.Option(help="RL methods: also run the null control (the same run with "
+                                                 "shuffled rewards) and print both beside the SFT start.")] = False,
     report_to: opt.ReportTo = "none", dry_run: opt.DryRun = False,
-    lora_r: opt.LoraR = 0, lora_alpha: opt.LoraAlpha = None, lora_targets: opt.LoraTargets = "all-linear",
-    sft_data: Annotated[str | None, typer.Option(help="Dataset with SFT demonstrations (bench sft-data).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (also OPENAI_BASE_URL).")] = None,
     random_init: Annotated[bool, typer.Option(help="Real architecture, random weights (throughput only).")] = False,
     results_dir: Annotated[Path, typer.Option(help="Where runs/ and report/ live.")] = Path("results"),
     force: Annotated[bool, typer.Option(help="Rerun even when the run is complete.")] = False,
+    *, evaluation: opt.EvalOptions, sft: opt.SFTOptions, rl: opt.RLOptions, lora: opt.LoraOptions,
 ) -> None:
     """Train (when the method needs it) and evaluate one method on one backbone; write results/runs/<run_id>/."""
-    from bench.runs.runner import execute
-    from bench.runs.specs import make_spec
-
-    spec = make_spec(algo, model, preset,
-                     {"eval_limit": limit, "max_new_tokens": max_new_tokens, "rl_steps": steps,
-                      "num_generations": num_generations, "rl_lr": lr, "mu": mu},
-                     dataset=dataset, catalog=str(catalog) if catalog else None, split=split, seed=seed,
-                     backend=backend, protocol=protocol, reward=reward, length_shaping=length_shaping,
-                     missing_rank_credit=missing_rank_credit, epsilon_low=epsilon_low, epsilon_high=epsilon_high,
-                     loss_type=loss_type, sft_data=sft_data, base_url=base_url, random_init=random_init,
-                     lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=lora_targets)
+    from bench.runs.compare import COLUMNS, compare, null_control_pair
     from bench.runs.methods import get_method
+    from bench.runs.runner import execute
+    from bench.runs.specs import RL_ALGORITHMS, make_spec
 
+    overrides, fields = opt.spec_settings(evaluation, sft, rl, lora)
+    spec = make_spec(algo, model, preset, overrides, dataset=dataset, catalog=str(catalog) if catalog else None,
+                     seed=seed, base_url=base_url, random_init=random_init, **fields)
     get_method(spec.algo)
+    if with_null and spec.algo not in RL_ALGORITHMS:
+        raise BenchError(f"--with-null applies to RL methods ({', '.join(RL_ALGORITHMS)}), not {spec.algo}")
+    specs = [spec, null_control_pair(spec)] if with_null else [spec]
     if dry_run:
-        sys.stdout.write(json.dumps(spec.to_json(), indent=2) + "\n")
-        typer.echo(f"{spec.method_label}: would write {results_dir / 'runs' / spec.run_id}", err=True)
+        for planned in specs:
+            sys.stdout.write(json.dumps(planned.to_json(), indent=2) + "\n")
+            typer.echo(f"{planned.method_label}: would write {results_dir / 'runs' / planned.run_id}", err=True)
         return
-    outcome = execute(spec, results_dir, force=force, log=lambda message: typer.echo(message, err=True),
-                      report_to=report_to)
-    state = "already complete, skipped (use --force to rerun)" if outcome.skipped else "done"
-    _print_table(f"{spec.algo} / {spec.model} / {spec.dataset} / {spec.split} ({spec.protocol})",
-                 [(k, _format(v)) for k, v in outcome.metrics.items()])
-    typer.echo(f"run folder: {outcome.folder}  [{state}]")
-    from bench.runs.compare import COLUMNS, compare
-
-    comparison = compare(spec, outcome.metrics, results_dir)
+    outcomes = [execute(planned, results_dir, force=force, log=lambda message: typer.echo(message, err=True),
+                        report_to=report_to) for planned in specs]
+    state = "already complete, skipped (use --force to rerun)" if outcomes[0].skipped else "done"
+    _print_table(f"{spec.method_label} / {spec.model} / {spec.dataset} / {spec.split} ({spec.protocol})",
+                 [(k, _format(v)) for k, v in outcomes[0].metrics.items()])
+    typer.echo(f"run folder: {outcomes[0].folder}  [{state}]")
+    comparison = compare(spec, outcomes[0].metrics, results_dir)
     if len(comparison.rows) > 1:
         _print_table(f"{spec.method_label} (first row) beside its neighbours, seed {spec.seed}",
                      [(label, *(_format(metrics.get(c, "")) for c in COLUMNS)) for label, metrics in comparison.rows],
@@ -303,23 +298,14 @@ def _comma_list(text: str) -> list[str]:
 
 @app.command("matrix")
 @user_errors
+@opt.with_option_sets(evaluation=opt.EvalOptions, sft=opt.SFTOptions, rl=opt.RLOptions, lora=opt.LoraOptions)
 def matrix_command(
     algos: Annotated[str, typer.Option(help="Comma-separated methods, named variants too, e.g. "
-                                            "sft,grpo,grpo+mu2,rank_grpo,rank_grpo+mrc,rank_grpo+log_decay.")],
+                                            "sft,grpo,grpo+null,rank_grpo,rank_grpo+null,rank_grpo+mrc.")],
     models: Annotated[str, typer.Option(help="Comma-separated backbones.")] = "tiny",
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds, or a range: 0-9.")] = "0",
     dataset: Annotated[str, typer.Option(help="Comma-separated datasets (names or paths).")] = "redial",
     preset: opt.Preset = "default",
-    split: opt.Split = "test",
-    backend: opt.Backend = "transformers",
-    protocol: opt.Protocol = "standard",
-    limit: opt.Limit = None,
-    max_new_tokens: opt.MaxNewTokens = None,
-    steps: opt.Steps = None,
-    num_generations: opt.Generations = None,
-    lr: opt.Lr = None,
-    mu: opt.Mu = None,
-    reward: opt.Reward = "exp_inf",
     results_dir: Annotated[Path, typer.Option(help="Where runs/ and matrix.log live.")] = Path("results"),
     jobs: Annotated[int, typer.Option(help="Local launcher: runs at once (separate processes when > 1).")] = 1,
     launcher: Annotated[str, typer.Option(help="local or slurm (submitit, pip install 'bench[cluster]').")]
@@ -333,6 +319,7 @@ def matrix_command(
     = Path("results/slurm"),
     force: Annotated[bool, typer.Option(help="Rerun complete runs too.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the planned runs and exit.")] = False,
+    *, evaluation: opt.EvalOptions, sft: opt.SFTOptions, rl: opt.RLOptions, lora: opt.LoraOptions,
 ) -> None:
     """Run a grid of runs: SFT warm starts first, complete runs skipped, failures listed (exit 1) after the rest.
 
@@ -340,13 +327,11 @@ def matrix_command(
     through `accelerate launch -m cli run ...` on its own, and the matrix then skips it as complete.
     """
     from bench.runs.launchers import SlurmSettings, make_launcher
-    from bench.runs.matrix import expand_grid, plan_waves, run_matrix
+    from bench.runs.matrix import expand_grid, parse_seeds, plan_waves, run_matrix
 
-    specs = expand_grid(_comma_list(algos), _comma_list(models), [int(seed) for seed in _comma_list(seeds)],
-                        _comma_list(dataset), preset,
-                        {"eval_limit": limit, "max_new_tokens": max_new_tokens, "rl_steps": steps,
-                         "num_generations": num_generations, "rl_lr": lr, "mu": mu},
-                        split=split, backend=backend, protocol=protocol, reward=reward)
+    overrides, fields = opt.spec_settings(evaluation, sft, rl, lora)
+    specs = expand_grid(_comma_list(algos), _comma_list(models), parse_seeds(seeds), _comma_list(dataset), preset,
+                        overrides, **fields)
     if dry_run:
         for number, wave in enumerate(plan_waves(specs), start=1):
             for spec in wave:
