@@ -17,6 +17,8 @@ from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_type_hints
 
 import typer
 
+from bench.errors import BenchError
+
 Dataset = Annotated[str, typer.Option("--dataset", help="Dataset name (redial, synthetic) or path.")]
 Catalog = Annotated[Path | None, typer.Option("--catalog", help="Catalog file (.pkl, .csv, .jsonl).")]
 Preset = Annotated[str, typer.Option(help="smoke, default, cpu-small, testbed or paper.")]
@@ -141,6 +143,20 @@ def spec_settings(*sets: OptionSet) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(command: F) -> F:
+    """Turn BenchError into one line on stderr and exit code 2."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BenchError as error:
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def with_option_sets(**sets: type) -> Callable[[F], F]:

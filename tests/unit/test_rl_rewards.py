@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 
+from algorithms.calibration import DriftRow, TemperatureRow, choose_learning_rate, choose_temperature
 from algorithms.rl import ListRewards, shuffle_within_groups
 from algorithms.training import standard_error
 from algorithms.watch import RolloutBuffer
@@ -80,3 +81,23 @@ def test_seeds_take_lists_and_ranges() -> None:
     assert parse_seeds("0-3,7, 2") == [0, 1, 2, 3, 7]
     with pytest.raises(BenchError, match="'x' is neither a seed nor a range"):
         parse_seeds("0,x")
+
+
+def test_temperature_rule_needs_signal_and_a_better_best_of_g() -> None:
+    rows = [TemperatureRow(0.3, 0.40, 0.44, 0.42, 0.60, 0.60),   # too many ties
+            TemperatureRow(0.7, 0.30, 0.55, 0.42, 0.10, 0.05),   # gain 0.13
+            TemperatureRow(0.8, 0.27, 0.56, 0.42, 0.05, 0.02),   # gain 0.14: the rule's choice
+            TemperatureRow(1.0, 0.20, 0.40, 0.42, 0.02, 0.00)]   # best of G below greedy
+    assert choose_temperature(rows) == 0.8
+    assert choose_temperature(rows[:1] + rows[3:]) is None
+
+
+def test_learning_rate_rule_is_an_equivalence_bound_over_every_method() -> None:
+    flat = (0.004, -0.003, 0.001, 0.0)
+    rows = [DriftRow("grpo", 1e-5, flat), DriftRow("rank_grpo", 1e-5, flat),
+            DriftRow("grpo", 3e-5, flat), DriftRow("rank_grpo", 3e-5, (-0.03, -0.05, -0.04, -0.02)),
+            DriftRow("grpo", 1e-4, (0.01,))]  # one seed: no bound, cannot pass
+    assert rows[0].bound == pytest.approx(abs(0.0005) + 3.1824463 * math.sqrt(
+        sum((d - 0.0005) ** 2 for d in flat) / 3) / 2, rel=1e-6)
+    assert choose_learning_rate(rows) == 1e-5
+    assert choose_learning_rate(rows[2:4]) is None
