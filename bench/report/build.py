@@ -108,8 +108,8 @@ def _legend(analysis: TableAnalysis) -> list[str]:
             (f"Δ = method - comparator (▲ higher, ▼ lower) with its CI from the same bootstrap. p / Holm: two-sided "
              f"permutation test whose unit is the seed (paired by seed where runs share an SFT start; the test "
              f"example only when both methods are deterministic), then Holm over the family of {m} comparisons "
-             f"(every method against {analysis.reference} and against {analysis.baseline}, {options.primary} "
-             f"only); (sig.) marks Holm p < {options.alpha}. \"≤ x (floor)\": the smallest p the test can give "
+             f"(every method against {analysis.reference} and against {analysis.baseline}, and every RL method "
+             f"against its null control +null where it ran; {options.primary} only); (sig.) marks Holm p < {options.alpha}. \"≤ x (floor)\": the smallest p the test can give "
              f"with these runs. P(better): probability that a run of the method beats a run of the comparator "
              f"(Agarwal et al. 2021) with its CI. \"untested\": no test of that pair. Other metrics get "
              f"intervals, not tests (All metrics, below).")]
