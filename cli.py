@@ -251,7 +251,8 @@ def calibrate_command(
     model: Annotated[str, typer.Option(help="Backbone.")] = "tiny",
     dataset: opt.Dataset = "synthetic:testbed", preset: opt.Preset = "testbed",
     seeds: Annotated[str, typer.Option(help="SFT starts to probe (calibration seeds, not the table's).")] = "100-102",
-    temperatures: Annotated[str, typer.Option(help="Candidate rollout temperatures.")] = "0.5,0.6,0.7,0.8,0.9,1.0",
+    temperatures: Annotated[str, typer.Option(help="Candidate rollout temperatures.")
+                            ] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
     prompts: Annotated[int, typer.Option(help="Training prompts sampled per temperature and seed.")] = 64,
     results_dir: Annotated[Path, typer.Option(help="Where the SFT and null-control runs live.")] = Path("results"),
     *, sft: opt.SFTOptions, rl: opt.RLOptions,
