@@ -143,13 +143,15 @@ def _curve_blocks(group: Group, analysis: TableAnalysis, folder: Path, options: 
     primary = analysis.options.primary
     metrics = tuple(dict.fromkeys((primary, *CURVE_METRICS)))
     sizes = sorted({run.spec.settings.validation_size for name in curves for run in analysis.methods[name].runs})
-    blocks: list[Block] = [f"Validation curves ({', '.join(map(str, sizes))} validation prompts, greedy). "
-                           + " ".join(notes)]
+    blocks: list[Block] = [f"Validation curves ({', '.join(map(str, sizes))} validation prompts, greedy; SFT on "
+                           f"the subset it picks its checkpoint on, RL on a disjoint monitor subset of as many, so "
+                           f"RL's step 0 is an unbiased estimate of its start). " + " ".join(notes)]
     if convergence_plot(curves, metrics, group.key.title, folder / "convergence.png"):
         blocks.append(Figure(folder / "convergence.png",
                              f"Validation {', '.join(metrics)} on {', '.join(map(str, sizes))} validation prompts "
                              f"against the cumulative step (SFT steps, then RL: RL step 0 is SFT's last step) and "
-                             f"cumulative wall time. Thin lines: one seed each; thick: mean over seeds."))
+                             f"cumulative wall time (SFT and RL on disjoint validation subsets). Thin lines: one seed each; "
+                             f"thick: mean over seeds."))
     steps = steps_to_reach(curves, primary, options.target_fraction, options.target)
     if steps is None:
         blocks.append(f"Steps to reach: no target, since no trained method's mean final validation {primary} rose "
