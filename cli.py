@@ -7,15 +7,14 @@ Heavy libraries (torch, transformers, trl, vllm) are imported inside the command
 import json
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
-from algorithms.rollout_bench import rl_step_command
 from bench import cli_options as opt
+from bench.cli_benchmarks import bench_app
+from bench.cli_options import user_errors
 from bench.errors import BenchError
 
 # OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other jobs, spinning threads
@@ -25,26 +24,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 app = typer.Typer(help="bench: benchmark LLM conversational recommenders aligned with RL.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Datasets: list, inspect, build.", no_args_is_help=True)
-bench_app = typer.Typer(help="Speed benchmarks that print numbers.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-
-def user_errors(command: F) -> F:
-    """Turn BenchError into one line on stderr and exit code 2."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except BenchError as error:
-            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...] = ("metric", "value")) -> None:
@@ -149,54 +130,49 @@ def eval_command(predictions: Annotated[Path, typer.Option("--predictions", help
 
 @app.command("run")
 @user_errors
+@opt.with_option_sets(evaluation=opt.EvalOptions, sft=opt.SFTOptions, rl=opt.RLOptions, lora=opt.LoraOptions)
 def run_command(
-    algo: Annotated[str, typer.Option(help="Method: zero_shot, popularity, ease, crag, sft, grpo, gspo, rank_grpo.")],
+    algo: Annotated[str, typer.Option(help="Method: zero_shot, popularity, ease, random, crag, sft, grpo, gspo, "
+                                           "rank_grpo.")],
     model: Annotated[str, typer.Option(help="Backbone name (bench models), local path, hub id, openai:MODEL.")
                      ] = "tiny",
-    dataset: opt.Dataset = "redial", catalog: opt.Catalog = None, split: opt.Split = "test",
+    dataset: opt.Dataset = "redial", catalog: opt.Catalog = None,
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
-    preset: opt.Preset = "default", backend: opt.Backend = "transformers", protocol: opt.Protocol = "standard",
-    limit: opt.Limit = None, max_new_tokens: opt.MaxNewTokens = None, steps: opt.Steps = None,
-    num_generations: opt.Generations = None, lr: opt.Lr = None, mu: opt.Mu = None,
-    reward: opt.Reward = "exp_inf",
-    length_shaping: opt.LengthShaping = True, missing_rank_credit: opt.MissingRankCredit = False,
-    epsilon_low: opt.Epsilon = None, epsilon_high: opt.Epsilon = None, loss_type: opt.LossType = None,
-    report_to: opt.ReportTo = "none", dry_run: opt.DryRun = False, rl_rollouts: opt.RlRollouts = None,
-    lora_r: opt.LoraR = 0, lora_alpha: opt.LoraAlpha = None, lora_targets: opt.LoraTargets = "all-linear",
-    sft_data: Annotated[str | None, typer.Option(help="Dataset with SFT demonstrations (bench sft-data).")] = None,
+    preset: opt.Preset = "default",
+    with_null: Annotated[bool, typer.Option(help="RL methods: also run the null control (the same run with "
+                                                 "shuffled rewards) and print both beside the SFT start.")] = False,
+    report_to: opt.ReportTo = "none", dry_run: opt.DryRun = False,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (also OPENAI_BASE_URL).")] = None,
     random_init: Annotated[bool, typer.Option(help="Real architecture, random weights (throughput only).")] = False,
     results_dir: Annotated[Path, typer.Option(help="Where runs/ and report/ live.")] = Path("results"),
     force: Annotated[bool, typer.Option(help="Rerun even when the run is complete.")] = False,
+    *, evaluation: opt.EvalOptions, sft: opt.SFTOptions, rl: opt.RLOptions, lora: opt.LoraOptions,
 ) -> None:
     """Train (when the method needs it) and evaluate one method on one backbone; write results/runs/<run_id>/."""
-    from bench.runs.runner import execute
-    from bench.runs.specs import make_spec
-
-    spec = make_spec(algo, model, preset,
-                     {"eval_limit": limit, "max_new_tokens": max_new_tokens, "rl_steps": steps,
-                      "num_generations": num_generations, "rl_lr": lr, "mu": mu},
-                     dataset=dataset, catalog=str(catalog) if catalog else None, split=split, seed=seed,
-                     backend=backend, protocol=protocol, reward=reward, length_shaping=length_shaping,
-                     missing_rank_credit=missing_rank_credit, epsilon_low=epsilon_low, epsilon_high=epsilon_high,
-                     loss_type=loss_type, sft_data=sft_data, base_url=base_url, random_init=random_init,
-                     lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=lora_targets, rl_rollouts=rl_rollouts)
+    from bench.runs.compare import COLUMNS, compare, null_control_pair
     from bench.runs.methods import get_method
+    from bench.runs.runner import execute
+    from bench.runs.specs import RL_ALGORITHMS, make_spec
 
+    overrides, fields = opt.spec_settings(evaluation, sft, rl, lora)
+    spec = make_spec(algo, model, preset, overrides, dataset=dataset, catalog=str(catalog) if catalog else None,
+                     seed=seed, base_url=base_url, random_init=random_init, **fields)
     get_method(spec.algo)
+    if with_null and spec.algo not in RL_ALGORITHMS:
+        raise BenchError(f"--with-null applies to RL methods ({', '.join(RL_ALGORITHMS)}), not {spec.algo}")
+    specs = [spec, null_control_pair(spec)] if with_null else [spec]
     if dry_run:
-        sys.stdout.write(json.dumps(spec.to_json(), indent=2) + "\n")
-        typer.echo(f"{spec.method_label}: would write {results_dir / 'runs' / spec.run_id}", err=True)
+        for planned in specs:
+            sys.stdout.write(json.dumps(planned.to_json(), indent=2) + "\n")
+            typer.echo(f"{planned.method_label}: would write {results_dir / 'runs' / planned.run_id}", err=True)
         return
-    outcome = execute(spec, results_dir, force=force, log=lambda message: typer.echo(message, err=True),
-                      report_to=report_to)
-    state = "already complete, skipped (use --force to rerun)" if outcome.skipped else "done"
-    _print_table(f"{spec.algo} / {spec.model} / {spec.dataset} / {spec.split} ({spec.protocol})",
-                 [(k, _format(v)) for k, v in outcome.metrics.items()])
-    typer.echo(f"run folder: {outcome.folder}  [{state}]")
-    from bench.runs.compare import COLUMNS, compare
-
-    comparison = compare(spec, outcome.metrics, results_dir)
+    outcomes = [execute(planned, results_dir, force=force, log=lambda message: typer.echo(message, err=True),
+                        report_to=report_to) for planned in specs]
+    state = "already complete, skipped (use --force to rerun)" if outcomes[0].skipped else "done"
+    _print_table(f"{spec.method_label} / {spec.model} / {spec.dataset} / {spec.split} ({spec.protocol})",
+                 [(k, _format(v)) for k, v in outcomes[0].metrics.items()])
+    typer.echo(f"run folder: {outcomes[0].folder}  [{state}]")
+    comparison = compare(spec, outcomes[0].metrics, results_dir)
     if len(comparison.rows) > 1:
         _print_table(f"{spec.method_label} (first row) beside its neighbours, seed {spec.seed}",
                      [(label, *(_format(metrics.get(c, "")) for c in COLUMNS)) for label, metrics in comparison.rows],
@@ -215,91 +191,6 @@ def models_command() -> None:
         typer.echo(f"{spec.name:<14} {spec.params:<46} {present}\n{'':<15}{source}")
 
 
-@bench_app.command("rollout")
-@user_errors
-def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny",
-                  batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
-                  max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 128,
-                  dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
-                  temperature: Annotated[float, typer.Option(help="Temperature of the sampled rows.")] = 1.0,
-                  backend: opt.Backend = "transformers",
-                  random_init: Annotated[bool, typer.Option(help="Real architecture, random weights.")] = False,
-                  dataset: opt.Dataset = "redial",
-                  repeats: Annotated[int, typer.Option(help="Timed runs per row; the fastest is kept.")] = 3) -> None:
-    """Rollout tokens/s at each batch size, greedy and sampled, beside the FLOP-bound ceiling of this machine."""
-    from bench.data.datasets import load_dataset
-    from bench.models.backbones import default_cache_dir, load_backbone
-    from bench.models.speed import format_report, rollout_speed
-
-    backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), random_init=random_init, dtype=dtype,
-                             cache_dir=default_cache_dir() / "backbones")
-    sizes = [int(size) for size in _comma_list(batch_sizes)]
-    for line in format_report(rollout_speed(backbone, sizes, max_new_tokens, temperature, backend, repeats)):
-        typer.echo(line)
-
-
-@bench_app.command("eval")
-@user_errors
-def bench_eval(dataset: opt.Dataset = "redial", split: str = "test",
-               examples: Annotated[int, typer.Option(help="Examples in the large predictions file.")] = 20000,
-               pairwise_examples: Annotated[int, typer.Option(help="Examples timed with the pairwise loop.")] = 500,
-               seed: int = 0,
-               out: Annotated[Path | None, typer.Option(help="Also write the predictions file here.")] = None) -> None:
-    """Time the evaluator against a straightforward pairwise loop; print both and the ratio."""
-    from bench.data.datasets import load_dataset
-    from bench.evaluation.benchmark import run_eval_benchmark
-
-    result = run_eval_benchmark(load_dataset(dataset), split, examples, pairwise_examples, seed, out)
-    typer.echo(f"evaluator:     {result['fast_per_example_ms']:.4f} ms/example "
-               f"({result['examples']} examples in {result['fast_seconds']:.2f} s)")
-    typer.echo(f"pairwise loop: {result['pairwise_per_example_ms']:.4f} ms/example "
-               f"({result['pairwise_examples']} examples in {result['pairwise_seconds']:.2f} s)")
-    typer.echo(f"speedup: {result['speedup']:.1f}x  (max metric difference {result['max_metric_difference']:.2e})")
-
-
-@bench_app.command("step-time")
-@user_errors
-def bench_step_time(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny",
-                    steps: Annotated[int, typer.Option(help="Timed steps per trainer and round.")] = 5,
-                    num_generations: Annotated[int, typer.Option(help="Completions per prompt (G).")] = 8,
-                    prompts: Annotated[int, typer.Option(help="Prompts per step.")] = 4,
-                    max_new_tokens: Annotated[int | None, typer.Option(help="Completion length (all forced to "
-                                                                        "it); default: the preset's.")] = None,
-                    preset: Annotated[str, typer.Option(help="Learning rate, beta, temperature, prompt budget.")]
-                    = "default",
-                    dataset: opt.Dataset = "redial") -> None:
-    """Rank-GRPO vs GRPO mean optimizer-step time on the same backbone, batch and settings, and their ratio."""
-    from algorithms.rl import rank_grpo_step_time
-
-    times = rank_grpo_step_time(model, dataset, preset, steps=steps, num_generations=num_generations,
-                                prompts=prompts, max_new_tokens=max_new_tokens)
-    typer.echo(f"rank_grpo: {times.rank_grpo_s:.4f} s/step")
-    typer.echo(f"grpo:      {times.grpo_s:.4f} s/step")
-    typer.echo(f"ratio:     {times.ratio:.3f} (Rank-GRPO / GRPO, {prompts} prompts x {num_generations} "
-               f"completions, {model})")
-
-
-@bench_app.command("train-step")
-@user_errors
-def bench_train_step(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny-m",
-                     lora_r: Annotated[int, typer.Option(help="LoRA rank compared with full fine-tuning.")] = 16,
-                     batch: int = 8, length: int = 300, steps: int = 3, dataset: opt.Dataset = "redial") -> None:
-    """Optimizer-step time and peak memory, full fine-tuning vs LoRA on every linear layer (same batch)."""
-    from algorithms.lora import measure_step_cost_isolated
-    from bench.data.datasets import load_dataset
-    from bench.models.backbones import backbone_path, default_cache_dir
-
-    path = backbone_path(model, corpus=load_dataset(dataset).corpus(), cache_dir=default_cache_dir() / "backbones")
-    for r in (0, lora_r):
-        cost = measure_step_cost_isolated(path, r, batch=batch, length=length, steps=steps)
-        typer.echo(f"{model} {'full' if r == 0 else f'LoRA r={r}':<10} trainable {cost.trainable / 1e6:8.2f}M of "
-                   f"{cost.total / 1e6:.2f}M  {cost.step_s:7.2f} s/step  peak memory {cost.peak_memory_gib:.2f} GiB "
-                   f"({batch} x {length} tokens)")
-
-
-bench_app.command("rl-step")(user_errors(rl_step_command))
-
-
 def _comma_list(text: str) -> list[str]:
     """'a, b,c' -> ['a', 'b', 'c'] (for the matrix flags)."""
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -307,23 +198,14 @@ def _comma_list(text: str) -> list[str]:
 
 @app.command("matrix")
 @user_errors
+@opt.with_option_sets(evaluation=opt.EvalOptions, sft=opt.SFTOptions, rl=opt.RLOptions, lora=opt.LoraOptions)
 def matrix_command(
     algos: Annotated[str, typer.Option(help="Comma-separated methods, named variants too, e.g. "
-                                            "sft,grpo,grpo+mu2,rank_grpo,rank_grpo+mrc,rank_grpo+log_decay.")],
+                                            "sft,grpo,grpo+null,rank_grpo,rank_grpo+null,rank_grpo+mrc.")],
     models: Annotated[str, typer.Option(help="Comma-separated backbones.")] = "tiny",
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds, or a range: 0-9.")] = "0",
     dataset: Annotated[str, typer.Option(help="Comma-separated datasets (names or paths).")] = "redial",
     preset: opt.Preset = "default",
-    split: opt.Split = "test",
-    backend: opt.Backend = "transformers",
-    protocol: opt.Protocol = "standard",
-    limit: opt.Limit = None,
-    max_new_tokens: opt.MaxNewTokens = None,
-    steps: opt.Steps = None,
-    num_generations: opt.Generations = None,
-    lr: opt.Lr = None,
-    mu: opt.Mu = None,
-    reward: opt.Reward = "exp_inf",
     results_dir: Annotated[Path, typer.Option(help="Where runs/ and matrix.log live.")] = Path("results"),
     jobs: Annotated[int, typer.Option(help="Local launcher: runs at once (separate processes when > 1).")] = 1,
     launcher: Annotated[str, typer.Option(help="local or slurm (submitit, pip install 'bench[cluster]').")]
@@ -337,6 +219,7 @@ def matrix_command(
     = Path("results/slurm"),
     force: Annotated[bool, typer.Option(help="Rerun complete runs too.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the planned runs and exit.")] = False,
+    *, evaluation: opt.EvalOptions, sft: opt.SFTOptions, rl: opt.RLOptions, lora: opt.LoraOptions,
 ) -> None:
     """Run a grid of runs: SFT warm starts first, complete runs skipped, failures listed (exit 1) after the rest.
 
@@ -344,13 +227,11 @@ def matrix_command(
     through `accelerate launch -m cli run ...` on its own, and the matrix then skips it as complete.
     """
     from bench.runs.launchers import SlurmSettings, make_launcher
-    from bench.runs.matrix import expand_grid, plan_waves, run_matrix
+    from bench.runs.matrix import expand_grid, parse_seeds, plan_waves, run_matrix
 
-    specs = expand_grid(_comma_list(algos), _comma_list(models), [int(seed) for seed in _comma_list(seeds)],
-                        _comma_list(dataset), preset,
-                        {"eval_limit": limit, "max_new_tokens": max_new_tokens, "rl_steps": steps,
-                         "num_generations": num_generations, "rl_lr": lr, "mu": mu},
-                        split=split, backend=backend, protocol=protocol, reward=reward)
+    overrides, fields = opt.spec_settings(evaluation, sft, rl, lora)
+    specs = expand_grid(_comma_list(algos), _comma_list(models), parse_seeds(seeds), _comma_list(dataset), preset,
+                        overrides, **fields)
     if dry_run:
         for number, wave in enumerate(plan_waves(specs), start=1):
             for spec in wave:
@@ -361,6 +242,36 @@ def matrix_command(
                          echo=typer.echo)
     if outcome.failed:
         raise typer.Exit(code=1)
+
+
+@app.command("calibrate")
+@user_errors
+@opt.with_option_sets(sft=opt.SFTOptions, rl=opt.RLOptions)
+def calibrate_command(
+    model: Annotated[str, typer.Option(help="Backbone.")] = "tiny",
+    dataset: opt.Dataset = "synthetic:testbed", preset: opt.Preset = "testbed",
+    seeds: Annotated[str, typer.Option(help="SFT starts to probe (calibration seeds, not the table's).")] = "100-102",
+    temperatures: Annotated[str, typer.Option(help="Candidate rollout temperatures.")
+                            ] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
+    prompts: Annotated[int, typer.Option(help="Training prompts sampled per temperature and seed.")] = 64,
+    results_dir: Annotated[Path, typer.Option(help="Where the SFT and null-control runs live.")] = Path("results"),
+    *, sft: opt.SFTOptions, rl: opt.RLOptions,
+) -> None:
+    """Fix the RL temperature and learning rate by rules that read SFT and null-control runs only (never a
+    real-reward RL run, never the test split); writes RESULTS_DIR/calibration/<dataset>-<model>-<preset>.json."""
+    from algorithms.calibration import calibrate, report_lines
+    from bench.runs.folders import atomic_write_text
+    from bench.runs.matrix import parse_seeds
+
+    overrides, fields = opt.spec_settings(sft, rl)
+    result = calibrate(model, dataset, preset, parse_seeds(seeds), [float(t) for t in _comma_list(temperatures)],
+                       prompts, results_dir, overrides, fields, log=lambda message: typer.echo(message, err=True))
+    for line in report_lines(result):
+        typer.echo(line)
+    path = results_dir / "calibration" / f"{dataset.replace(':', '_')}-{model}-{preset}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result.to_json(), indent=2) + "\n")
+    typer.echo(f"wrote {path}")
 
 
 @app.command("report")

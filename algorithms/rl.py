@@ -11,6 +11,13 @@
   (`rank_grpo+noshaping`); `--missing-rank-credit` adds our departure, the advantages of the ranks a list did not
   generate on its early EOS (`algorithms.rank_grpo.missing_rank_credit`), reported as `rank_grpo+mrc`.
 
+The null control (`--reward-signal shuffled`, reported as `<method>+null`) is the same run with each group's hit
+vectors permuted among its completions before any reward is computed (`shuffle_within_groups`): the rewards keep
+their values, spread and ties, so the update has the same size, but they no longer say which completion earned
+them. What a null control does to the model is what the update alone does (finite batches, Adam's first steps); a
+method's gain counts where its null control does not show it (DESIGN.md "Controls"). The rollout buffer keeps the
+real hits, so the logs of a null control still say how good its samples really were.
+
 Clip range and token aggregation come from the spec, resolved per method (`bench.runs.presets.CLIPPING`,
 `DEFAULT_LOSS_TYPE`: `bnpo` for GRPO and Rank-GRPO, the authors' TRL 0.21 default). The optimizer and Adam betas come
 from the preset (`paper`: paged 8-bit AdamW, betas (0.9, 0.99), or AdamW where bitsandbytes is absent).
@@ -20,7 +27,10 @@ validates on a fixed subset at a fixed interval (curve.jsonl), logs every step (
 completions at each validation (rollouts.jsonl, `algorithms.watch`), and resumes from its last checkpoint.
 """
 
+import hashlib
+import math
 import os
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +40,7 @@ from bench.errors import BenchError
 from bench.evaluation.evaluator import rank_hits
 from bench.evaluation.metrics import N_RANKS, dcg_at_k, ideal_dcg
 from bench.runs.context import MethodOutput, RunContext, prompt_id
+from bench.runs.presets import transformers_scheduler
 
 if TYPE_CHECKING:
     from algorithms.rank_grpo_trainer import StepTimes
@@ -45,32 +56,64 @@ def completion_text(completion: Any) -> str:
     return str(completion)
 
 
-class ListRewards:
-    """Reward functions over the dataset column `example_id`, sharing the evaluator's matcher."""
+def shuffle_within_groups(hits: list[list[float]], group_keys: Sequence[str], seed: str) -> list[list[float]]:
+    """The null control's rewards: `hits` (one vector per completion) permuted among the completions that share a
+    group key (the example id: TRL's G completions of one prompt), uniformly at random. The generator is seeded by
+    `seed` and the batch's own keys and texts (the caller's), so a resumed run shuffles a batch as before."""
+    rng = random.Random(hashlib.sha256(seed.encode()).hexdigest())
+    groups: dict[str, list[int]] = {}
+    for index, key in enumerate(group_keys):
+        groups.setdefault(key, []).append(index)
+    shuffled = list(hits)
+    for indices in groups.values():
+        sources = list(indices)
+        rng.shuffle(sources)
+        for target, source in zip(indices, sources, strict=True):
+            shuffled[target] = hits[source]
+    return shuffled
 
-    def __init__(self, examples: dict[str, Example], catalog: Any, buffer: "RolloutBuffer | None" = None) -> None:
+
+class ListRewards:
+    """Reward functions over the dataset column `example_id`, sharing the evaluator's matcher. With
+    `reward_signal="shuffled"` (the null control) the hits are permuted within each group (`shuffle_within_groups`,
+    seeded by `seed`); the buffer always records the real ones."""
+
+    def __init__(self, examples: dict[str, Example], catalog: Any, buffer: "RolloutBuffer | None" = None,
+                 reward_signal: str = "real", seed: int = 0) -> None:
         self.examples = examples
         self.catalog = catalog
         self.buffer = buffer
+        self.reward_signal = reward_signal
+        self.seed = seed
         self.__name__ = "ndcg@20"
 
+    def ndcg(self, hits: Sequence[float], example_id: str) -> float:
+        """NDCG@20 of a hit vector: its DCG over the ideal DCG of min(|ground truth|, 20)."""
+        ideal = ideal_dcg(min(len(self.examples[example_id].groundtruth), N_RANKS))
+        return dcg_at_k(list(hits), N_RANKS) / ideal if ideal > 0 else 0.0
+
+    def score_text(self, text: str, example_id: str) -> float:
+        """The real reward of one text: NDCG@20 of its hit vector (greedy answers at validation, `CurveLogger`)."""
+        return self.ndcg(rank_hits(text, self.examples[example_id], self.catalog, N_RANKS), example_id)
+
     def hits(self, prompts: list[Any], completions: list[Any], example_id: list[str], **_: Any) -> list[list[float]]:
-        """Per-rank hit vectors (length 20), positions kept: Rank-GRPO's `rank_reward_fn`. The scored batch is kept
-        in `buffer` (train_log.jsonl and rollouts.jsonl)."""
+        """Per-rank hit vectors (length 20), positions kept: Rank-GRPO's `rank_reward_fn`. The scored batch, with
+        the real hits and their NDCG@20, is kept in `buffer` (train_log.jsonl and rollouts.jsonl)."""
         texts = [completion_text(completion) for completion in completions]
         hits = [rank_hits(text, self.examples[eid], self.catalog, N_RANKS)
                 for text, eid in zip(texts, example_id, strict=True)]
         if self.buffer is not None:
-            self.buffer.record(prompts, texts, example_id, [prompt_id(self.examples[eid]) for eid in example_id], hits)
+            self.buffer.record(prompts, texts, example_id, [prompt_id(self.examples[eid]) for eid in example_id], hits,
+                               [self.ndcg(row, eid) for row, eid in zip(hits, example_id, strict=True)])
+        if self.reward_signal == "shuffled":
+            hits = shuffle_within_groups(hits, example_id, "\n".join([str(self.seed), *example_id, *texts]))
         return hits
 
     def __call__(self, prompts: list[Any], completions: list[Any], example_id: list[str],
                  **kwargs: Any) -> list[float]:
-        """NDCG@20 per completion: DCG of the hit vector over the ideal DCG of min(|ground truth|, 20)."""
-        rewards = []
-        for hits, eid in zip(self.hits(prompts, completions, example_id), example_id, strict=True):
-            ideal = ideal_dcg(min(len(self.examples[eid].groundtruth), N_RANKS))
-            rewards.append(dcg_at_k(hits, N_RANKS) / ideal if ideal > 0 else 0.0)
+        """NDCG@20 per completion (of the shuffled hits for the null control)."""
+        rewards = [self.ndcg(row, eid) for row, eid in
+                   zip(self.hits(prompts, completions, example_id), example_id, strict=True)]
         if self.buffer is not None:
             self.buffer.rewards = list(rewards)
         return rewards
@@ -120,7 +163,8 @@ def _config(ctx: RunContext, output_dir: Path) -> Any:
         epsilon=spec.epsilon_low, epsilon_high=spec.epsilon_high, loss_type=spec.loss_type,
         optim=settings.optim, adam_beta1=0.9, adam_beta2=settings.rl_adam_beta2,
         save_strategy="steps", save_steps=settings.eval_interval, save_total_limit=2, seed=spec.seed,
-        lr_scheduler_type="constant", warmup_steps=0, log_completions=False, **rl_model_init_kwargs(),
+        lr_scheduler_type=transformers_scheduler(settings.rl_lr_scheduler, settings.rl_warmup_ratio),
+        warmup_steps=math.ceil(settings.rl_warmup_ratio * settings.rl_steps), log_completions=False, **rl_model_init_kwargs(),
         **device_arguments(ctx.report_to))
     if spec.backend == "vllm":
         from bench.models.vllm_backend import grpo_vllm_kwargs
@@ -150,7 +194,7 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
         quiet_console,
         quiet_trl_deprecations,
         save_final_model,
-        validation_subset,
+        validation_subsets,
     )
     from algorithms.watch import RolloutBuffer, rollouts_callback, train_log_callback
 
@@ -161,9 +205,9 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     start = ctx.load_backbone(str(sft_dir))
     buffer = RolloutBuffer()
     rewards = ListRewards({example.id: example for example in ctx.dataset.split("train")}, ctx.dataset.catalog,
-                          buffer)
+                          buffer, ctx.spec.reward_signal, ctx.spec.seed)
     config = _config(ctx, ctx.folder.checkpoints_dir)
-    logger = CurveLogger(ctx, validation_subset(ctx))
+    logger = CurveLogger(ctx, validation_subsets(ctx).rl_monitor(ctx.spec.dataset), rewards)
     trainer_ref: list[Any] = []
     callbacks = [train_log_callback(ctx.folder.train_log_path, buffer,
                                     settings.prompts_per_step * settings.num_generations),

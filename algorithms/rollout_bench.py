@@ -12,17 +12,12 @@ then generate and train on the same number of tokens, and the ratio measures the
 so that drift on a shared machine affects both alike; the warm-up steps (first packing, allocator growth) are not
 counted. Generation time is the trainer's `_generate` call (tokenisation, sampling, decoding to text), timed by a
 subclass of `GRPOTrainer`; step time is from step begin to step end (`StepTimer`).
-
-The command's typer signature lives here, not in cli.py, which is at its size limit; only typer and the standard
-library are imported at module level, so `bench --help` stays instant.
 """
 
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 PATHS = ("trl", "engine")
 
@@ -128,16 +123,3 @@ def format_rl_step(times: dict[str, PathTimes], model: str, preset: str) -> list
                  f"step {trl.step_s / engine.step_s:.2f}x")
     return lines
 
-
-def rl_step_command(
-    model: Annotated[str, typer.Option(help="Backbone.")] = "smollm2-135m",
-    preset: Annotated[str, typer.Option(help="Preset whose RL settings both paths use.")] = "cpu-small",
-    dataset: Annotated[str, typer.Option(help="Dataset whose training prompts are used.")] = "redial",
-    steps: Annotated[int, typer.Option(help="Timed steps per path and round.")] = 2,
-    warmup_steps: Annotated[int, typer.Option(help="Untimed steps first.")] = 1,
-    repeats: Annotated[int, typer.Option(help="Rounds, alternating which path goes first.")] = 1,
-) -> None:
-    """RL step time with TRL's generate and with the shared engine, side by side, and the share spent generating."""
-    times = rl_step_times(model, dataset, preset, steps=steps, warmup_steps=warmup_steps, repeats=repeats)
-    for line in format_rl_step(times, model, preset):
-        typer.echo(line)

@@ -85,7 +85,7 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
         quiet_console,
         quiet_trl_deprecations,
         save_final_model,
-        validation_subset,
+        validation_subsets,
     )
     from algorithms.watch import train_log_callback
 
@@ -112,7 +112,7 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
         save_strategy="steps", save_steps=interval, save_total_limit=2, seed=ctx.spec.seed,
         max_length=settings.max_prompt_tokens + settings.max_new_tokens, completion_only_loss=True,
         **device_arguments(ctx.report_to))
-    logger = CurveLogger(ctx, validation_subset(ctx))
+    logger = CurveLogger(ctx, validation_subsets(ctx).selection)
     callbacks = [train_log_callback(ctx.folder.train_log_path), curve_callback(logger, interval, select_best=True)]
     declare_tied_head(backbone.model)
     trainer = SFTTrainer(model=backbone.model, args=config, train_dataset=train_dataset,

@@ -1,15 +1,22 @@
 """Shared plumbing of the trained methods: TRL arguments per device, batches, the validation curve, checkpoints.
 
 The validation curve (`curve.jsonl`) is what convergence plots are drawn from: at a fixed step interval the current
-policy answers a fixed validation subset greedily through the shared engine, and the one evaluator scores it; the
-latest training logs (loss, reward mean/std, KL, clip fractions) ride along. SFT keeps the checkpoint with the best
-validation NDCG@20 (`curve_callback(select_best=True)`); every optimizer step is logged by `algorithms.watch`.
+policy answers a fixed validation subset greedily through the shared engine, and the one evaluator scores it (with
+the standard error of its NDCG@20 over the subset's examples); the latest training logs (loss, reward mean/std, KL,
+clip fractions) ride along. SFT keeps the checkpoint with the best validation NDCG@20
+(`curve_callback(select_best=True)`) on the *selection* subset; RL curves are measured on a disjoint *monitor*
+subset (`validation_subsets`), so that RL's step 0 is not biased upward by the choice of the checkpoint it starts
+from. At each RL validation the step's training prompts are also answered greedily, beside the NDCG of the samples
+the step drew for them (`batch_greedy_ndcg@20`, `batch_sampled_ndcg@20`, `batch_best_of_g_ndcg@20`): how far the
+sampled policy is from the greedy one that evaluation sees. Every optimizer step is logged by `algorithms.watch`.
 """
 
+import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,28 +105,49 @@ def last_checkpoint(output_dir: Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
-def validation_subset(ctx: RunContext) -> list[Example]:
-    """A fixed validation subset: the first `validation_size` distinct prompts of the validation split (or of the
-    training split's tail when a dataset has no validation split)."""
+@dataclass(frozen=True)
+class ValidationSubsets:
+    """Two disjoint fixed subsets of distinct validation prompts: `selection` (the first `validation_size`), on which
+    SFT picks its checkpoint, and `monitor` (the next `validation_size`, fewer where the split runs out), on which RL
+    draws its curve."""
+
+    selection: list[Example]
+    monitor: list[Example]
+
+    def rl_monitor(self, dataset: str) -> list[Example]:
+        """The monitor subset, or a BenchError naming `dataset` when the split has no prompt beyond the selection."""
+        if not self.monitor:
+            raise BenchError(f"the validation split of {dataset} has {len(self.selection)} distinct prompts: RL "
+                             "curves need some beyond the ones SFT selects its checkpoint on; lower validation_size")
+        return self.monitor
+
+
+def validation_subsets(ctx: RunContext) -> ValidationSubsets:
+    """The selection and monitor subsets of the validation split (of the training split when a dataset has none)."""
     split = "validation" if "validation" in ctx.dataset.splits else "train"
-    chosen: dict[str, Example] = {}
+    size = ctx.spec.settings.validation_size
+    distinct: dict[str, Example] = {}
     for example in ctx.dataset.split(split):
-        if len(chosen) == ctx.spec.settings.validation_size:
+        if len(distinct) == 2 * size:
             break
-        chosen.setdefault(example.prompt_key, example)
-    return list(chosen.values())
+        distinct.setdefault(example.prompt_key, example)
+    examples = list(distinct.values())
+    return ValidationSubsets(examples[:size], examples[size:])
 
 
 class CurveLogger:
     """Validates a model in training and appends one point per call to the run's curve.jsonl.
 
     Under several processes (`accelerate launch`) every process validates (a ZeRO-3 model needs all of them for a
-    forward pass) and only the main one writes.
+    forward pass) and only the main one writes. Given an RL run's `rewards` (`algorithms.rl.ListRewards`, whose
+    `buffer` holds the step's samples), each point also holds the greedy NDCG@20 of the prompts the step sampled for,
+    scored as the training reward scores (`rewards.score_text`), beside their sampled and best-of-G NDCG.
     """
 
-    def __init__(self, ctx: RunContext, examples: Sequence[Example]) -> None:
+    def __init__(self, ctx: RunContext, examples: Sequence[Example], rewards: Any = None) -> None:
         self.ctx = ctx
         self.examples = list(examples)
+        self.rewards = rewards
         self.latest_logs: dict[str, float] = {}
         previous = ctx.folder.read_curve()
         self.wall_offset = float(previous[-1]["wall_seconds"]) if previous else 0.0
@@ -146,22 +174,43 @@ class CurveLogger:
         model.eval()
         backbone = Backbone(resolve_backbone(self.ctx.spec.model), model, tokenizer, Path("."), "in-training")
         engine = TransformersEngine(backbone, batch_size=settings.eval_batch_size, progress=False, live=True)
+        greedy = SamplingSettings(max_new_tokens=settings.max_new_tokens)
         prompts = [trim_prompt(tokenizer, example.prompt, settings.max_prompt_tokens) for example in self.examples]
-        texts = engine.generate(prompts, SamplingSettings(max_new_tokens=settings.max_new_tokens), seed=0)
+        texts = engine.generate(prompts, greedy, seed=0)
+        groups = self.rewards.buffer.groups() if self.rewards is not None else {}
+        batch_texts = engine.generate([group[0].prompt for group in groups.values()], greedy, seed=0) if groups else []
         if was_training:
             model.train()
         predictions = {example.id: completions[0] for example, completions in zip(self.examples, texts, strict=True)}
         result = evaluate(self.examples, predictions, self.ctx.dataset.catalog, self.ctx.spec.protocol)
         point: dict[str, Any] = {"step": step, "wall_seconds": self.wall_offset + time.perf_counter() - self.start}
         point.update({key: value for key, value in result.metrics.items() if key != "protocol"})
+        point["ndcg@20_se"] = standard_error([scores.ndcg[20] for scores in result.examples])
+        point["validation_examples"] = len(self.examples)
         point["hit_rate_at_rank"] = result.hit_rate_at_rank
         point["mean_list_length"] = result.mean_list_length
+        if groups:
+            greedy_scores = [self.rewards.score_text(completions[0], eid)
+                             for eid, completions in zip(groups, batch_texts, strict=True)]
+            point["batch_greedy_ndcg@20"] = sum(greedy_scores) / len(greedy_scores)
+            stats = self.rewards.buffer.batch_stats()
+            point["batch_sampled_ndcg@20"] = stats["sampled_ndcg@20"]
+            point["batch_best_of_g_ndcg@20"] = stats["best_of_g_ndcg@20"]
         point.update(self.latest_logs)
         self.done_steps.add(step)
         if write:
             append_jsonl(self.ctx.folder.curve_path, point)
             self.ctx.log(f"step {step}: validation ndcg@20 {point['ndcg@20']:.4f} recall@20 {point['recall@20']:.4f}")
         return point
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """Standard error of the mean of `values` (sample standard deviation / sqrt(n); 0 for fewer than two)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    return math.sqrt(sum((value - mean) ** 2 for value in values) / (n - 1) / n)
 
 
 def curve_callback(logger: CurveLogger, interval: int, select_best: bool = False) -> Any:

@@ -5,9 +5,12 @@ the step at each validation interval), written into the run folder by the main p
 loss, learning rate, grad norm, step seconds; for RL also reward mean/std, the fraction of groups whose rewards all
 tie (`frac_tied_groups`: no learning signal; for Rank-GRPO, groups where every rank's reward ties), clip
 fractions, KL, entropy, mean completion length, items emitted, format rate and generated tokens per second; for SFT
-tokens per second and token accuracy. Items and format rate are
-computed from the completions the reward function scored (`RolloutBuffer`, this process's share under several
-processes); TRL's means are over all processes.
+tokens per second and token accuracy. Every RL method also logs the same two numbers about its samples, whatever its
+own reward is (Rank-GRPO's `reward_mean` is a DCG, a null control's is shuffled): `sampled_ndcg@20`, the mean
+NDCG@20 of the step's completions under the real reward, and `best_of_g_ndcg@20`, the mean over prompts of the best
+completion's, so a method's training reward can be set beside another's and beside greedy validation. Items, format
+rate and these NDCGs are computed from the completions the reward function scored (`RolloutBuffer`, this process's
+share under several processes); TRL's means are over all processes.
 
 `rollouts.jsonl` lines: step, example id, prompt id, prompt (chat messages), completion text, per-rank hits, reward
 and advantage; for Rank-GRPO the per-rank rewards and advantages (`RankGRPOTrainer.last_rank_advantages`) and the
@@ -44,6 +47,8 @@ class Rollout:
     prompt: Any
     completion: str
     hits: list[float]
+    ndcg: float
+    """NDCG@20 of `hits` under the real reward (also for a null control)."""
     n_lines: int
     n_parsed: int
 
@@ -58,23 +63,35 @@ class RolloutBuffer:
         self.fresh = False
 
     def record(self, prompts: Sequence[Any], texts: Sequence[str], example_ids: Sequence[str],
-               prompt_ids: Sequence[str], hits: Sequence[Sequence[float]]) -> None:
-        """Keep a scored batch; `prompt_ids` are examples.jsonl's (`bench.runs.context.prompt_id`)."""
-        self.rollouts = [Rollout(eid, pid, prompt, text, list(row), len(lines),
+               prompt_ids: Sequence[str], hits: Sequence[Sequence[float]], ndcgs: Sequence[float]) -> None:
+        """Keep a scored batch; `prompt_ids` are examples.jsonl's (`bench.runs.context.prompt_id`), `ndcgs` the real
+        NDCG@20 of each completion."""
+        self.rollouts = [Rollout(eid, pid, prompt, text, list(row), float(ndcg), len(lines),
                                  sum(item is not None for item in lines))
-                         for prompt, text, eid, pid, row in zip(prompts, texts, example_ids, prompt_ids, hits,
-                                                                strict=True)
+                         for prompt, text, eid, pid, row, ndcg in zip(prompts, texts, example_ids, prompt_ids, hits,
+                                                                      ndcgs, strict=True)
                          for lines in [parse_lines(text)]]
         self.rewards = []
         self.fresh = True
 
+    def groups(self) -> dict[str, list[Rollout]]:
+        """The buffered completions by example id (one group per prompt of the step), in order."""
+        grouped: dict[str, list[Rollout]] = {}
+        for rollout in self.rollouts:
+            grouped.setdefault(rollout.example_id, []).append(rollout)
+        return grouped
+
     def batch_stats(self) -> dict[str, float]:
-        """Items emitted (non-blank lines) per completion and the share of lines that parse."""
+        """Items emitted (non-blank lines) per completion, the share of lines that parse, and the real NDCG@20 of the
+        samples: their mean and the mean over groups of the best (`best_of_g_ndcg@20`)."""
         if not self.rollouts:
             return {}
         lines = sum(rollout.n_lines for rollout in self.rollouts)
+        groups = self.groups().values()
         return {"items_emitted": lines / len(self.rollouts),
-                "format_rate": sum(rollout.n_parsed for rollout in self.rollouts) / lines if lines else 0.0}
+                "format_rate": sum(rollout.n_parsed for rollout in self.rollouts) / lines if lines else 0.0,
+                "sampled_ndcg@20": sum(rollout.ndcg for rollout in self.rollouts) / len(self.rollouts),
+                "best_of_g_ndcg@20": sum(max(r.ndcg for r in group) for group in groups) / len(groups)}
 
 
 def train_log_callback(path: Path, buffer: RolloutBuffer | None = None, completions_per_step: int = 0) -> Any:

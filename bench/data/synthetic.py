@@ -108,7 +108,7 @@ SYNTHETIC_SIZES: dict[str, SyntheticConfig] = {
     "smoke": SyntheticConfig(n_train=120, n_validation=24, n_test=24, n_tastes=6, items_per_taste=12),
     "default": SyntheticConfig(n_train=1000, n_validation=100, n_test=100, n_tastes=12, items_per_taste=20),
     "check": SyntheticConfig(n_train=400, n_validation=32, n_test=48, n_tastes=6, items_per_taste=10),
-    "testbed": SyntheticConfig(n_train=400, n_validation=64, n_test=200, n_tastes=6, items_per_taste=10),
+    "testbed": SyntheticConfig(n_train=400, n_validation=400, n_test=200, n_tastes=6, items_per_taste=10),
     "testbed-noisy": SyntheticConfig(n_train=400, n_validation=64, n_test=200, n_tastes=6, items_per_taste=10,
                                      demo_off_taste=0.3),
 }
@@ -116,7 +116,7 @@ SYNTHETIC_SIZES: dict[str, SyntheticConfig] = {
 minute of SFT on a 2-core CPU; select it with the dataset name `synthetic:check`.
 
 `testbed`: the calibrated RL testbed (results/testbed/README.md): the check's task with a 200-example test split
-(power) and 64 validation prompts; SFT learns ground truth topped up by popularity, so its start sits between chance
+(power) and 400 validation prompts (200 on which SFT picks its checkpoint, 200 on which RL draws its curve); SFT learns ground truth topped up by popularity, so its start sits between chance
 and the ceiling with hits to gain at every rank, and sampled groups have reward variance. `testbed-noisy`: the same
 prompts with deliberately imperfect demonstrations (30% of the ground truth swapped off-taste, order shuffled), the
 calibration candidate that put the tiny SFT start at chance (results/testbed/README.md)."""

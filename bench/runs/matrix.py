@@ -44,6 +44,21 @@ def expand_grid(algos: Sequence[str], models: Sequence[str], seeds: Sequence[int
     return _unique(specs)
 
 
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds` -> seeds: comma-separated integers and inclusive ranges, `0,1,2`, `0-9`, `0-4,10`. Raises BenchError
+    naming the part that is neither."""
+    seeds: list[int] = []
+    for part in (part.strip() for part in text.split(",")):
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        try:
+            seeds.extend(range(int(low), int(high) + 1) if dash else [int(part)])
+        except ValueError:
+            raise BenchError(f"--seeds: {part!r} is neither a seed nor a range like 0-9") from None
+    return list(dict.fromkeys(seeds))
+
+
 def _unique(specs: Iterable[RunSpec]) -> list[RunSpec]:
     seen: dict[str, RunSpec] = {}
     for spec in specs:

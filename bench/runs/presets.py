@@ -60,6 +60,8 @@ class Preset:
     mu: int
     eval_interval: int
     validation_size: int
+    """Distinct validation prompts SFT picks its checkpoint on, and as many more, disjoint, that RL curves are drawn
+    on (`algorithms.training.validation_subsets`)."""
     max_prompt_tokens: int
     """Prompts longer than this keep their instruction and the most recent dialogue (trimmed in preprocessing)."""
     rl_epochs: float | None = None
@@ -76,6 +78,11 @@ class Preset:
     """Examples per process per forward pass of SFT (None: the whole global batch)."""
     sft_warmup_ratio: float = 0.05
     """Linear warm-up as a fraction of the SFT steps, then cosine decay (train_sft.py:37,39)."""
+    rl_lr_scheduler: str = "constant"
+    """Learning-rate schedule of RL after the warm-up: one of LR_SCHEDULES (the authors: constant,
+    train_rank_grpo.py:156)."""
+    rl_warmup_ratio: float = 0.0
+    """Linear warm-up of the RL learning rate as a fraction of the RL steps (the authors: none)."""
 
 
 PRESETS: dict[str, Preset] = {
@@ -98,7 +105,7 @@ PRESETS: dict[str, Preset] = {
         "testbed", eval_limit=None, max_new_tokens=192, eval_batch_size=32,
         sft_epochs=10.0, sft_max_steps=300, sft_lr=3e-3, sft_batch_size=16,
         rl_steps=80, rl_lr=1e-4, num_generations=8, prompts_per_step=4, beta=0.0, temperature=1.0, mu=1,
-        eval_interval=20, validation_size=32, max_prompt_tokens=256),
+        eval_interval=20, validation_size=200, max_prompt_tokens=256),
     "paper": Preset(
         "paper", eval_limit=None, max_new_tokens=1024, eval_batch_size=64,
         sft_epochs=10.0, sft_max_steps=None, sft_lr=5e-5, sft_batch_size=192,
@@ -146,6 +153,19 @@ DEFAULT_LOSS_TYPE = "bnpo"
 `dapo`. GSPO keeps `grpo` (per-sequence mean): its ratio is one per sequence, so the per-sequence mean of the token
 losses is the GSPO objective (1/G) sum_i min(s_i A_i, clip(s_i) A_i) (TRL's documented GSPO setting)."""
 GSPO_LOSS_TYPE = "grpo"
+
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+"""RL learning-rate schedules after the warm-up (transformers scheduler names; `constant` with a warm-up is
+transformers' `constant_with_warmup`)."""
+
+
+def transformers_scheduler(schedule: str, warmup_ratio: float) -> str:
+    """The transformers `lr_scheduler_type` of an RL schedule: `constant` becomes `constant_with_warmup` when there is
+    a warm-up (transformers' `constant` ignores warm-up steps)."""
+    if schedule not in LR_SCHEDULES:
+        raise UnknownNameError("learning-rate schedule", schedule, list(LR_SCHEDULES))
+    return "constant_with_warmup" if schedule == "constant" and warmup_ratio > 0 else schedule
 
 
 def resolve_optimizer(name: str) -> str:

@@ -20,6 +20,7 @@ from bench.runs.presets import (
     Preset,
     get_preset,
     resolve_optimizer,
+    transformers_scheduler,
 )
 
 
@@ -69,6 +70,10 @@ class RunSpec:
     missing_rank_credit: bool = False
     """Our Rank-GRPO variant (`rank_grpo+mrc`): an early EOS also carries the advantages of the ranks the list did
     not generate (`algorithms.rank_grpo.missing_rank_credit`); not in the published trainer."""
+    reward_signal: str = "real"
+    """`real`, or `shuffled`: the null control (`+null`), each group's rewards permuted among its completions, so
+    the update keeps its size and the reward its distribution but carries no information
+    (`algorithms.rl.shuffle_within_groups`)."""
     sft_data: str | None = None
     base_url: str | None = None
     epsilon_low: float | None = None
@@ -112,6 +117,8 @@ class RunSpec:
             suffixes.append(self.loss_type)
         if self.algo in RL_ALGORITHMS and self.settings.mu != 1:
             suffixes.append(f"mu{self.settings.mu}")
+        if self.reward_signal == "shuffled":
+            suffixes.append("null")
         return "+".join([self.algo, *suffixes])
 
     def to_json(self) -> dict[str, Any]:
@@ -169,6 +176,9 @@ def _default_loss_type(algo: str) -> str:
 
 def _resolve_rl(spec: RunSpec, loss_type_given: bool) -> RunSpec:
     """Fill the RL settings left open: clip range, loss aggregation, steps derived from epochs."""
+    if spec.reward_signal not in REWARD_SIGNALS:
+        raise UnknownNameError("reward signal", spec.reward_signal, list(REWARD_SIGNALS))
+    transformers_scheduler(spec.settings.rl_lr_scheduler, spec.settings.rl_warmup_ratio)  # names checked here
     if spec.algo == "gspo" and loss_type_given and spec.loss_type != GSPO_LOSS_TYPE:
         raise BenchError(f"GSPO's loss is sequence-level (loss_type {GSPO_LOSS_TYPE!r}: one ratio per sequence, "
                          "averaged per sequence); --loss-type applies to grpo and rank_grpo")
@@ -197,9 +207,10 @@ def _resolve_rl(spec: RunSpec, loss_type_given: bool) -> RunSpec:
 RL_ALGORITHMS = ("grpo", "gspo", "rank_grpo")
 RL_ROLLOUTS = ("engine", "trl")
 """RL generation paths (`RunSpec.rl_rollouts`); the first is the default."""
+REWARD_SIGNALS = ("real", "shuffled")
 LORA_FIELDS = ("lora_r", "lora_alpha", "lora_targets")
 RL_SETTINGS = ("rl_steps", "rl_lr", "num_generations", "prompts_per_step", "beta", "temperature", "mu", "rl_epochs",
-               "rl_micro_batch", "rl_adam_beta2")
+               "rl_micro_batch", "rl_adam_beta2", "rl_lr_scheduler", "rl_warmup_ratio")
 
 
 def canonical(spec: RunSpec) -> RunSpec:
@@ -209,6 +220,8 @@ def canonical(spec: RunSpec) -> RunSpec:
         preset = get_preset(spec.preset)
         spec = replace(spec, settings=replace(spec.settings, **{name: getattr(preset, name) for name in RL_SETTINGS}),
                        epsilon_low=None, epsilon_high=None, loss_type=None, rl_rollouts=None)
+    if spec.algo not in RL_ALGORITHMS:
+        spec = replace(spec, reward_signal="real")
     if spec.algo != "rank_grpo":
         spec = replace(spec, reward="exp_inf", length_shaping=True, missing_rank_credit=False)
     if spec.lora_r == 0 or (spec.algo in ALGORITHMS and not ALGORITHMS[spec.algo].trained):
@@ -218,7 +231,7 @@ def canonical(spec: RunSpec) -> RunSpec:
     return spec
 
 
-VARIANT_SUFFIXES = ("log_decay", "noshaping", "mrc", "mu<N>")
+VARIANT_SUFFIXES = ("log_decay", "noshaping", "mrc", "mu<N>", "null")
 """The `+suffix` variants a method name may carry where a grid names its methods (`bench matrix --algos`)."""
 
 
@@ -240,9 +253,12 @@ def parse_method(label: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
             fields["missing_rank_credit"] = True
         elif algo in RL_ALGORITHMS and re.fullmatch(r"mu[1-9][0-9]*", suffix):
             overrides["mu"] = int(suffix[2:])
+        elif algo in RL_ALGORITHMS and suffix == "null":
+            fields["reward_signal"] = "shuffled"
         else:
             raise BenchError(f"method {label!r}: no variant '+{suffix}' of {algo} (variants: "
-                             f"{', '.join(VARIANT_SUFFIXES)}; log_decay, noshaping and mrc are rank_grpo's)")
+                             f"{', '.join(VARIANT_SUFFIXES)}; log_decay, noshaping and mrc are rank_grpo's, mu<N> and null any RL "
+                             "method's)")
     return algo, fields, overrides
 
 
@@ -252,7 +268,7 @@ def sibling_spec(spec: RunSpec, algo: str) -> RunSpec:
     run beside (`bench.runs.compare`)."""
     model = spec.model if ALGORITHMS[algo].needs_model else "none"
     sibling = canonical(replace(spec, algo=algo, model=model, reward="exp_inf", length_shaping=True,
-                                missing_rank_credit=False, epsilon_low=None, epsilon_high=None, loss_type=None))
+                                missing_rank_credit=False, reward_signal="real", epsilon_low=None, epsilon_high=None, loss_type=None))
     return _resolve_rl(sibling, False) if algo in RL_ALGORITHMS else sibling
 
 

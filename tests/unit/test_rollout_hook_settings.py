@@ -54,9 +54,9 @@ def test_rl_specs_default_to_the_engine_and_other_runs_keep_their_ids() -> None:
         assert spec.rl_rollouts == "engine"
         assert make_spec(algo, "tiny", "smoke", rl_rollouts="trl").run_id != spec.run_id
         assert sibling_spec(spec, "sft").rl_rollouts is None
-    # run ids of the methods that do not do RL, as they were before the field existed
-    assert make_spec("sft", "tiny", "smoke").run_id == "sft-tiny-redial-smoke-s0-c3860e6c8f"
-    assert make_spec("zero_shot", "tiny", "smoke").run_id == "zero_shot-tiny-redial-smoke-s0-b4a0919a9b"
+    # run ids of the methods that do not do RL, as main gives them without the field
+    assert make_spec("sft", "tiny", "smoke").run_id == "sft-tiny-redial-smoke-s0-bc313fefc0"
+    assert make_spec("zero_shot", "tiny", "smoke").run_id == "zero_shot-tiny-redial-smoke-s0-abffeb69c2"
     assert make_spec("sft", "tiny", "smoke", rl_rollouts="trl").rl_rollouts is None
     with pytest.raises(UnknownNameError, match="rl-rollouts"):
         make_spec("grpo", "tiny", "smoke", rl_rollouts="vllm")

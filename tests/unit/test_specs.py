@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from algorithms.training import micro_batches
 from bench.errors import BenchError
 from bench.runs import presets
-from bench.runs.compare import compare
-from bench.runs.specs import canonical, make_spec, sibling_spec, spec_from_json
+from bench.runs.compare import compare, null_control_pair
+from bench.runs.presets import transformers_scheduler
+from bench.runs.specs import canonical, make_spec, parse_method, sibling_spec, spec_from_json
 from cli import app
 
 REDIAL_TRAIN = 2771
@@ -141,5 +142,72 @@ def test_comparison_lists_complete_neighbours_and_names_the_missing(tmp_path: Pa
     comparison = compare(spec, {"ndcg@20": 0.2}, tmp_path)
     assert comparison.rows == (("rank_grpo", {"ndcg@20": 0.2}), ("sft start", {"ndcg@20": 0.1}),
                                ("popularity", {"ndcg@20": 0.05}))
-    assert comparison.missing == ("grpo", "random")
-    assert "not tests" in comparison.note and "grpo, random" in comparison.note
+    assert comparison.missing == ("rank_grpo+null", "grpo", "random")
+    assert "not tests" in comparison.note and "rank_grpo+null, grpo, random" in comparison.note
+    null = tmp_path / "runs" / null_control_pair(spec).run_id
+    null.mkdir(parents=True)
+    (null / "metrics.json").write_text(json.dumps({"ndcg@20": 0.15}))
+    assert compare(spec, {"ndcg@20": 0.2}, tmp_path).rows[1] == ("rank_grpo+null", {"ndcg@20": 0.15})
+    # a null control is shown beside its real-reward run
+    assert compare(null_control_pair(spec), {}, tmp_path).missing[0] == "rank_grpo"
+
+
+def test_null_control_is_a_named_variant_of_every_rl_method_sharing_its_sft_start() -> None:
+    for algo in ("grpo", "gspo", "rank_grpo"):
+        null = make_spec(algo, "tiny", "smoke", dataset="synthetic:smoke", reward_signal="shuffled")
+        assert null.method_label == f"{algo}+null"
+        assert parse_method(f"{algo}+null") == (algo, {"reward_signal": "shuffled"}, {})
+        assert sibling_spec(null, "sft") == make_spec("sft", "tiny", "smoke", dataset="synthetic:smoke")
+        assert sibling_spec(null, algo).reward_signal == "real"
+    both = make_spec("rank_grpo", "tiny", "smoke", {"mu": 2}, dataset="synthetic:smoke", missing_rank_credit=True,
+                     reward_signal="shuffled")
+    assert both.method_label == "rank_grpo+mrc+mu2+null"
+    assert make_spec("sft", "tiny", "smoke", reward_signal="shuffled").reward_signal == "real"  # not an RL run
+    with pytest.raises(BenchError, match="Unknown reward signal 'noise'.*real, shuffled"):
+        make_spec("grpo", "tiny", "smoke", dataset="synthetic:smoke", reward_signal="noise")
+
+
+def test_rl_schedules_are_checked_by_name_and_map_to_transformers() -> None:
+    assert transformers_scheduler("constant", 0.0) == "constant"
+    assert transformers_scheduler("constant", 0.1) == "constant_with_warmup"
+    assert transformers_scheduler("cosine", 0.1) == "cosine"
+    with pytest.raises(BenchError, match="Did you mean 'cosine'.*constant, cosine, linear"):
+        make_spec("grpo", "tiny", "smoke", {"rl_lr_scheduler": "cosin"}, dataset="synthetic:smoke")
+
+
+def test_run_and_matrix_share_the_rl_knobs(tmp_path: Path) -> None:
+    flags = ["--temperature", "0.7", "--beta", "0.01", "--prompts-per-step", "8", "--lr-schedule", "cosine",
+             "--warmup-ratio", "0.1", "--sft-steps", "50", "--reward-signal", "shuffled"]
+    result = CliRunner().invoke(app, ["run", "--algo", "grpo", "--dataset", "synthetic:smoke", "--preset", "smoke",
+                                      "--dry-run", *flags])
+    assert result.exit_code == 0, result.output
+    settings = json.loads(result.stdout)["settings"]
+    assert (settings["temperature"], settings["beta"], settings["prompts_per_step"], settings["rl_lr_scheduler"],
+            settings["rl_warmup_ratio"], settings["sft_max_steps"]) == (0.7, 0.01, 8, "cosine", 0.1, 50)
+    planned = CliRunner().invoke(app, ["matrix", "--algos", "grpo", "--dataset", "synthetic:smoke", "--preset",
+                                       "smoke", "--seeds", "0-1", "--dry-run", *flags])
+    assert planned.exit_code == 0, planned.output
+    spec = make_spec("grpo", "tiny", "smoke", {"temperature": 0.7, "beta": 0.01, "prompts_per_step": 8,
+                                               "rl_lr_scheduler": "cosine", "rl_warmup_ratio": 0.1,
+                                               "sft_max_steps": 50},
+                     dataset="synthetic:smoke", seed=1, reward_signal="shuffled")
+    assert f"wave 2  {spec.run_id}" in planned.output
+    assert f"wave 1  {sibling_spec(spec, 'sft').run_id}" in planned.output
+
+
+def test_with_null_plans_the_run_and_its_null_control() -> None:
+    result = CliRunner().invoke(app, ["run", "--algo", "rank_grpo", "--dataset", "synthetic:smoke", "--preset",
+                                      "smoke", "--dry-run", "--with-null"])
+    assert result.exit_code == 0, result.output
+    assert "rank_grpo: would write" in result.output and "rank_grpo+null: would write" in result.output
+    refused = CliRunner().invoke(app, ["run", "--algo", "sft", "--with-null", "--dry-run"])
+    assert refused.exit_code == 2 and "--with-null applies to RL methods" in refused.output
+
+
+def test_option_sets_refuse_clashing_flags() -> None:
+    from bench.cli_options import RLOptions, with_option_sets
+
+    def command(steps: int = 1, *, rl: RLOptions) -> None: ...
+
+    with pytest.raises(TypeError, match="option 'steps' of RLOptions clashes"):
+        with_option_sets(rl=RLOptions)(command)

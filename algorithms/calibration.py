@@ -1,0 +1,247 @@
+"""`bench calibrate`: the RL settings of a table, fixed by rules that look at SFT and null-control runs only.
+
+Two rules, written down before any method is compared (results/testbed/README.md, DESIGN.md "Controls"):
+
+- **Temperature** (`probe_temperatures`, `choose_temperature`): from each SFT start, G completions per training
+  prompt are sampled at every candidate temperature and scored with the training reward (`ListRewards`: NDCG@20,
+  positions kept). A temperature qualifies when at most `MAX_TIED` of the groups tie (all G rewards equal: GRPO has
+  no signal there) and at most `MAX_TIED` tie at every rank (Rank-GRPO has none), and when the best of G beats the
+  greedy answer on average (a group holds lists better than what greedy evaluation already sees). Of those, the
+  rule takes the one where the best of G beats greedy by the most: where sampling finds the most improvement to
+  reinforce.
+- **Learning rate** (`null_drift`, `choose_learning_rate`): the null control (`+null`, shuffled rewards) of each
+  candidate rate, from the same SFT starts, shows what the update alone does. Its drift is the change of its
+  monitor-validation NDCG@20 from RL step 0 to its last step, per seed. A rate qualifies when the drift's mean over
+  seeds lies within `DRIFT_TOLERANCE` of zero with 95% confidence (|mean| + t x SE <= tolerance, an equivalence
+  bound, so that few noisy seeds cannot pass it); the rule takes the largest such rate: the fastest learning that
+  noise alone does not move.
+
+Neither rule reads a real-reward RL run or the test split. The probe prompts are the first `n_prompts` of the
+training split, the drift is measured on the monitor validation subset (`algorithms.training.validation_subsets`).
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.data.dataset import Dataset
+from bench.runs.folders import RunFolder, read_json, runs_dir
+from bench.runs.specs import RunSpec, spec_from_json
+
+MAX_TIED = 0.30
+"""Largest share of tied groups a temperature may leave (DESIGN.md, results/testbed/README.md "Signal")."""
+DRIFT_TOLERANCE = 0.02
+"""Largest null-control drift of monitor NDCG@20, with 95% confidence, that a learning rate may show."""
+
+
+@dataclass(frozen=True)
+class TemperatureRow:
+    """What the SFT policy's samples at one temperature offer RL, averaged over the probed prompts (and seeds)."""
+
+    temperature: float
+    sampled_ndcg: float
+    """Mean NDCG@20 of the sampled completions."""
+    best_of_g_ndcg: float
+    """Mean over prompts of the best of the G completions' NDCG@20."""
+    greedy_ndcg: float
+    """Mean NDCG@20 of the greedy answers to the same prompts."""
+    tied_share: float
+    """Share of groups whose G rewards all tie (no GRPO signal)."""
+    rank_tied_share: float
+    """Share of groups whose G hits tie at every rank (no Rank-GRPO signal)."""
+
+    @property
+    def best_of_g_gain(self) -> float:
+        return self.best_of_g_ndcg - self.greedy_ndcg
+
+
+def probe_temperatures(backbone: Any, dataset: Dataset, spec: RunSpec, temperatures: Sequence[float],
+                       n_prompts: int, cache_dir: Path) -> list[TemperatureRow]:
+    """Sample `spec.settings.num_generations` completions per prompt for the first `n_prompts` distinct training
+    prompts at each temperature (seed `spec.seed`, through the shared engine and rollout cache), and greedy answers
+    once; score them with the training reward."""
+    from algorithms.rl import ListRewards
+    from bench.evaluation.evaluator import rank_hits
+    from bench.evaluation.metrics import N_RANKS
+    from bench.models.prompt_trim import trim_prompt
+    from bench.models.rollout_cache import RolloutCache
+    from bench.models.rollouts import make_engine
+    from bench.models.sampling import SamplingSettings
+
+    settings = spec.settings
+    distinct: dict[str, Any] = {}
+    for example in dataset.split("train"):
+        if len(distinct) == n_prompts:
+            break
+        distinct.setdefault(example.prompt_key, example)
+    examples = list(distinct.values())
+    rewards = ListRewards({example.id: example for example in examples}, dataset.catalog)
+    prompts = [trim_prompt(backbone.tokenizer, example.prompt, settings.max_prompt_tokens) for example in examples]
+    engine = make_engine(spec.backend, backbone, batch_size=settings.eval_batch_size,
+                         cache=RolloutCache(cache_dir / "rollouts"), progress=False)
+    greedy = engine.generate(prompts, SamplingSettings(max_new_tokens=settings.max_new_tokens), spec.seed)
+    greedy_ndcg = _mean([rewards.score_text(texts[0], example.id) for example, texts in zip(examples, greedy,
+                                                                                           strict=True)])
+    rows = []
+    for temperature in temperatures:
+        sampling = SamplingSettings(max_new_tokens=settings.max_new_tokens, temperature=temperature,
+                                    num_return_sequences=settings.num_generations)
+        groups = engine.generate(prompts, sampling, spec.seed)
+        scores, hits = [], []
+        for example, texts in zip(examples, groups, strict=True):
+            hits.append([tuple(rank_hits(text, example, dataset.catalog, N_RANKS)) for text in texts])
+            scores.append([rewards.ndcg(row, example.id) for row in hits[-1]])
+        rows.append(TemperatureRow(
+            temperature, _mean([_mean(group) for group in scores]), _mean([max(group) for group in scores]),
+            greedy_ndcg, _mean([float(len(set(group)) == 1) for group in scores]),
+            _mean([float(len(set(group)) == 1) for group in hits])))
+    return rows
+
+
+def average_rows(per_seed: Sequence[Sequence[TemperatureRow]]) -> list[TemperatureRow]:
+    """Rows of several SFT starts (seeds) averaged temperature by temperature."""
+    averaged = []
+    for rows in zip(*per_seed, strict=True):
+        averaged.append(TemperatureRow(rows[0].temperature, *(
+            _mean([getattr(row, name) for row in rows])
+            for name in ("sampled_ndcg", "best_of_g_ndcg", "greedy_ndcg", "tied_share", "rank_tied_share"))))
+    return averaged
+
+
+def choose_temperature(rows: Sequence[TemperatureRow], max_tied: float = MAX_TIED) -> float | None:
+    """The temperature rule (module docstring); None when no candidate qualifies."""
+    qualified = [row for row in rows
+                 if row.tied_share <= max_tied and row.rank_tied_share <= max_tied and row.best_of_g_gain > 0]
+    return max(qualified, key=lambda row: (row.best_of_g_gain, -row.temperature)).temperature if qualified else None
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """The null control of one method at one learning rate: its drift per seed and their summary."""
+
+    method: str
+    lr: float
+    drifts: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return _mean(self.drifts)
+
+    @property
+    def bound(self) -> float:
+        """|mean| + t(0.975, n-1) x SE over seeds: the drift is within this of zero with 95% confidence (inf with
+        fewer than two seeds)."""
+        n = len(self.drifts)
+        if n < 2:
+            return math.inf
+        from scipy.stats import t
+
+        spread = math.sqrt(sum((d - self.mean) ** 2 for d in self.drifts) / (n - 1))
+        return abs(self.mean) + float(t.ppf(0.975, n - 1)) * spread / math.sqrt(n)
+
+
+def null_drift(results_dir: Path, dataset: str, model: str, preset: str) -> list[DriftRow]:
+    """Every complete null-control run of (dataset, model, preset) under `results_dir`, grouped by method (without
+    `+null`) and learning rate; a run's drift is monitor NDCG@20 at its last validation minus at step 0."""
+    drifts: dict[tuple[str, float], list[float]] = {}
+    for folder in sorted(runs_dir(results_dir).glob("*")):
+        run = RunFolder(folder)
+        if not run.is_complete() or not run.spec_path.is_file():
+            continue
+        try:
+            spec = spec_from_json(read_json(run.spec_path))
+        except (TypeError, KeyError, ValueError):  # run folders are untrusted files: a foreign spec is not ours
+            continue
+        if (spec.reward_signal, spec.dataset, spec.model, spec.preset) != ("shuffled", dataset, model, preset):
+            continue
+        curve = run.read_curve()
+        if len(curve) >= 2:
+            key = (spec.method_label.removesuffix("+null"), spec.settings.rl_lr)
+            drifts.setdefault(key, []).append(float(curve[-1]["ndcg@20"]) - float(curve[0]["ndcg@20"]))
+    return [DriftRow(method, lr, tuple(values)) for (method, lr), values in sorted(drifts.items())]
+
+
+def choose_learning_rate(rows: Sequence[DriftRow], tolerance: float = DRIFT_TOLERANCE) -> float | None:
+    """The learning-rate rule (module docstring) over every method's null control: the largest rate at which every
+    method's null drift is bounded by `tolerance`; None when none is."""
+    rates = sorted({row.lr for row in rows})
+    passing = [lr for lr in rates if all(row.bound <= tolerance for row in rows if row.lr == lr)]
+    return max(passing) if passing else None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What `bench calibrate` measured and which settings its rules pick (None: no candidate qualified)."""
+
+    temperatures: list[TemperatureRow]
+    per_seed: dict[int, list[TemperatureRow]]
+    temperature: float | None
+    drifts: list[DriftRow]
+    learning_rate: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"rules": {"max_tied": MAX_TIED, "drift_tolerance": DRIFT_TOLERANCE, "text": __doc__},
+                "temperatures": [asdict(row) for row in self.temperatures],
+                "per_seed": {str(seed): [asdict(row) for row in rows] for seed, rows in self.per_seed.items()},
+                "temperature": self.temperature,
+                "null_drift": [{"method": row.method, "lr": row.lr, "drifts": list(row.drifts), "mean": row.mean,
+                                "bound": row.bound if math.isfinite(row.bound) else None} for row in self.drifts],
+                "learning_rate": self.learning_rate}
+
+
+def calibrate(model: str, dataset: str, preset: str, seeds: Sequence[int], temperatures: Sequence[float],
+              n_prompts: int, results_dir: Path, overrides: dict[str, Any], fields: dict[str, Any],
+              log: Any = print) -> Calibration:
+    """Both rules for one (model, dataset, preset) with `overrides`: the SFT start of every seed is built when missing
+    (as `bench run --algo sft` would) and probed; the null-control runs already in `results_dir` give the drift."""
+    from bench.data.datasets import load_dataset
+    from bench.models.backbones import default_cache_dir, load_backbone
+    from bench.runs.runner import execute
+    from bench.runs.specs import make_spec, sibling_spec
+
+    data = load_dataset(dataset)
+    per_seed: dict[int, list[TemperatureRow]] = {}
+    for seed in seeds:
+        spec = make_spec("grpo", model, preset, overrides, dataset=dataset, seed=seed, **fields)
+        sft = sibling_spec(spec, "sft")
+        folder = RunFolder(runs_dir(results_dir) / sft.run_id)
+        if not folder.is_complete():
+            log(f"building the SFT start of seed {seed}: {sft.run_id}")
+            execute(sft, results_dir, log=log)
+        backbone = load_backbone(str(folder.root / "model"), corpus=data.corpus(),
+                                 cache_dir=default_cache_dir() / "backbones")
+        per_seed[seed] = probe_temperatures(backbone, data, spec, temperatures, n_prompts, default_cache_dir())
+    rows = average_rows(list(per_seed.values()))
+    drifts = null_drift(results_dir, spec.dataset, spec.model, spec.preset)
+    return Calibration(rows, per_seed, choose_temperature(rows), drifts, choose_learning_rate(drifts))
+
+
+def report_lines(calibration: Calibration) -> list[str]:
+    """`bench calibrate`'s printout: both tables and what each rule picks."""
+    lines = [f"temperature rule: at most {MAX_TIED:.0%} tied groups (GRPO and per rank), best of G above greedy; "
+             "the largest best-of-G gain wins",
+             f"{'T':>5} {'sampled':>8} {'best-of-G':>9} {'greedy':>7} {'gain':>7} {'tied':>6} {'rank-tied':>9}"]
+    for row in calibration.temperatures:
+        lines.append(f"{row.temperature:>5.2f} {row.sampled_ndcg:>8.3f} {row.best_of_g_ndcg:>9.3f} "
+                     f"{row.greedy_ndcg:>7.3f} {row.best_of_g_gain:>+7.3f} {row.tied_share:>6.1%} "
+                     f"{row.rank_tied_share:>9.1%}")
+    lines.append(f"chosen temperature: {calibration.temperature} (mean over {len(calibration.per_seed)} SFT starts)")
+    lines.append(f"learning-rate rule: the largest rate whose null controls drift within ±{DRIFT_TOLERANCE} of "
+                 "their start with 95% confidence (monitor NDCG@20, last validation minus step 0)")
+    for row in calibration.drifts:
+        bound = f"{row.bound:.3f}" if math.isfinite(row.bound) else "n/a (one seed)"
+        lines.append(f"  {row.method}+null lr {row.lr:g}: {len(row.drifts)} seeds, drift {row.mean:+.4f}, "
+                     f"bound {bound}")
+    if not calibration.drifts:
+        lines.append("  no complete null-control runs yet: run `bench matrix --algos grpo+null,rank_grpo+null "
+                     "--lr ...` with these settings first")
+    lines.append(f"chosen learning rate: {calibration.learning_rate}")
+    return lines
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
