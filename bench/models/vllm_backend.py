@@ -13,15 +13,8 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.models.backbones import Backbone
-from bench.models.sampling import (
-    Chat,
-    SampledCompletion,
-    SamplingSettings,
-    batch_seed,
-    check_context,
-    prompt_token_ids,
-    token_batch_seed,
-)
+from bench.models.sampling import Chat, SampledCompletion, SamplingSettings
+from bench.models.sampling import batch_seed, check_context, prompt_token_ids, token_batch_seed
 
 MISSING_VLLM = "backend 'vllm' needs the gpu extra: pip install 'bench[gpu]' (CUDA only)"
 
