@@ -116,10 +116,12 @@ class TransformersEngine:
         results: list[list[SampledCompletion]] = []
         for start in range(0, len(prompt_ids), self.batch_size):
             batch = [list(ids) for ids in prompt_ids[start : start + self.batch_size]]
-            rows, logprobs = self._sample(batch, settings, token_batch_seed(seed, batch, settings), eos,
-                                          share_prefill=True)
+            recorder = SampledLogprobs()
+            new_tokens = self._sample(batch, settings, token_batch_seed(seed, batch, settings), eos,
+                                      share_prefill=True, recorder=recorder)
+            rows = new_tokens.tolist()
             completions = []
-            for row, row_logprobs in zip(rows, logprobs, strict=True):
+            for row, row_logprobs in zip(rows, recorder.finish(new_tokens).tolist(), strict=True):
                 end = self._count(row, eos)
                 completions.append(SampledCompletion(row[:end], row_logprobs[:end]))
             copies = len(rows) // len(batch)
@@ -138,7 +140,7 @@ class TransformersEngine:
     def _generate_batch(self, batch_ids: list[list[int]], settings: SamplingSettings, seed: int) -> list[list[str]]:
         """Generate for one batch of token-id prompts; returns texts grouped per prompt."""
         eos_ids = self._eos_ids()
-        rows, _ = self._sample(batch_ids, settings, seed, eos_ids, share_prefill=False)
+        rows = self._sample(batch_ids, settings, seed, eos_ids, share_prefill=False, recorder=None).tolist()
         copies = len(rows) // len(batch_ids)
         texts: list[list[str]] = []
         for prompt_index in range(len(batch_ids)):
@@ -147,10 +149,11 @@ class TransformersEngine:
         return texts
 
     def _sample(self, batch_ids: list[list[int]], settings: SamplingSettings, seed: int, eos_ids: list[int],
-                share_prefill: bool) -> tuple[list[list[int]], list[list[float]]]:
-        """One `model.generate` call for a batch of token-id prompts, left-padded: the new tokens of every row
-        ([batch x copies] rows, copies of a prompt adjacent, padded after EOS; one copy when greedy) and the
-        log-probs of those tokens under the distribution each was drawn from (same shape)."""
+                share_prefill: bool, recorder: SampledLogprobs | None) -> Any:
+        """One `model.generate` call for a batch of token-id prompts, left-padded: the new tokens of every row,
+        [batch x copies, new] (copies of a prompt adjacent, padded after EOS; one copy when greedy). A `recorder`
+        runs last in the logits processors and keeps the log-probs of the drawn tokens (`SampledLogprobs.finish`);
+        evaluation passes none and pays no log-softmax per step."""
         import torch
         from transformers import LogitsProcessorList
 
@@ -164,7 +167,7 @@ class TransformersEngine:
             [[0] * (width - len(ids)) + [1] * len(ids) for ids in batch_ids], device=model.device
         )
         copies = 1 if settings.greedy else settings.num_return_sequences
-        recorder = SampledLogprobs()
+        processors = sampled_warpers(settings) + ([recorder] if recorder is not None else [])
         devices = [model.device.index or 0] if model.device.type == "cuda" else []
         with (torch.random.fork_rng(devices=devices), torch.inference_mode(),
               cpu_decoding(model, width + settings.max_new_tokens) as cpu_kwargs):
@@ -181,11 +184,10 @@ class TransformersEngine:
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 generation_config=self._generation_config(settings, returns, eos_ids, pad_id),
-                logits_processor=LogitsProcessorList([*sampled_warpers(settings), recorder]),
+                logits_processor=LogitsProcessorList(processors),
                 **kwargs,
             )
-        new_tokens = output[:, width:]
-        return new_tokens.tolist(), recorder.finish(new_tokens).tolist()
+        return output[:, width:]
 
     def _count(self, row: list[int], eos_ids: list[int]) -> int:
         """Length of a generated row up to and including its first EOS (padding after it excluded); counted in
