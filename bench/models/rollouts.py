@@ -144,7 +144,8 @@ class TransformersEngine:
         copies = len(rows) // len(batch_ids)
         texts: list[list[str]] = []
         for prompt_index in range(len(batch_ids)):
-            completions = [self._decode(row, eos_ids) for row in rows[prompt_index * copies : (prompt_index + 1) * copies]]
+            group = rows[prompt_index * copies : (prompt_index + 1) * copies]
+            completions = [self._decode(row, eos_ids) for row in group]
             texts.append(completions * settings.num_return_sequences if copies == 1 else completions)
         return texts
 

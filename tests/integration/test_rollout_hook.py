@@ -83,7 +83,8 @@ class Spy:
         return output
 
 
-def _policy_logps(trainer: GRPOTrainer, prompt_ids: list[list[int]], completion_ids: list[list[int]]) -> list[list[float]]:
+def _policy_logps(trainer: GRPOTrainer, prompt_ids: list[list[int]],
+                  completion_ids: list[list[int]]) -> list[list[float]]:
     """TRL's own per-token log-probs of the completions (right-padded) under the trainer's model."""
     pad = trainer.processing_class.pad_token_id
     width = max(len(ids) for ids in completion_ids)
@@ -244,3 +245,30 @@ def test_rl_step_command_times_both_paths() -> None:
     assert lines[2].startswith("speedup (TRL generate / shared engine): generation ")
     bad = CliRunner().invoke(app, ["bench", "rl-step", "--model", "tiny", "--steps", "0"])
     assert bad.exit_code == 2 and "--steps" in bad.output
+
+
+def test_explicit_warpers_sample_what_generate_configured_samples(sharpened: Backbone) -> None:
+    """The engine passes temperature, top-k and top-p as explicit processors (to read log-probs after them): under
+    the same seed it draws exactly the tokens `generate` draws when the same settings are in its config."""
+    from transformers import GenerationConfig
+
+    from bench.models.cpu_decoding import cpu_decoding
+    from bench.models.sampling import batch_seed
+
+    settings = SamplingSettings(max_new_tokens=MAX_TOKENS, temperature=0.7, top_p=0.9, top_k=8,
+                                num_return_sequences=3)
+    engine = TransformersEngine(sharpened, batch_size=1, progress=False)
+    texts = engine.generate(PROMPTS[:1], settings, seed=4)[0]
+    ids = torch.tensor([prompt_token_ids(sharpened.tokenizer, PROMPTS[0])])
+    eos = engine._eos_ids()
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=8, max_new_tokens=MAX_TOKENS,
+                              num_return_sequences=3, repetition_penalty=1.0, eos_token_id=eos,
+                              pad_token_id=sharpened.tokenizer.pad_token_id)
+    capacity = ids.shape[1] + MAX_TOKENS
+    with torch.random.fork_rng(), torch.inference_mode(), cpu_decoding(sharpened.model, capacity) as decoding:
+        torch.manual_seed(batch_seed(4, PROMPTS[:1], settings))
+        rows = sharpened.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
+                                        **decoding)[:, ids.shape[1]:].tolist()
+    ends = [next((i for i, token in enumerate(row) if token in eos), len(row)) for row in rows]
+    expected = [sharpened.tokenizer.decode(row[:end], skip_special_tokens=True) for row, end in zip(rows, ends)]
+    assert texts == expected
