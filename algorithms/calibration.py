@@ -63,8 +63,6 @@ def probe_temperatures(backbone: Any, dataset: Dataset, spec: RunSpec, temperatu
     prompts at each temperature (seed `spec.seed`, through the shared engine and rollout cache), and greedy answers
     once; score them with the training reward."""
     from algorithms.rl import ListRewards
-    from bench.evaluation.evaluator import rank_hits
-    from bench.evaluation.metrics import N_RANKS
     from bench.models.prompt_trim import trim_prompt
     from bench.models.rollout_cache import RolloutCache
     from bench.models.rollouts import make_engine
@@ -91,7 +89,8 @@ def probe_temperatures(backbone: Any, dataset: Dataset, spec: RunSpec, temperatu
         groups = engine.generate(prompts, sampling, spec.seed)
         scores, hits = [], []
         for example, texts in zip(examples, groups, strict=True):
-            hits.append([tuple(rank_hits(text, example, dataset.catalog, N_RANKS)) for text in texts])
+            hits.append([tuple(row) for row in rewards.hits([example.prompt] * len(texts), texts,
+                                                            [example.id] * len(texts))])
             scores.append([rewards.ndcg(row, example.id) for row in hits[-1]])
         rows.append(TemperatureRow(
             temperature, _mean([_mean(group) for group in scores]), _mean([max(group) for group in scores]),
