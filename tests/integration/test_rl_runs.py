@@ -199,7 +199,8 @@ def test_null_control_logs_real_scores_and_feeds_calibration(results: Path):
     assert "grpo+null lr 0.0001: 1 seeds" in calibrated.output and "n/a (one seed)" in calibrated.output
     written = json.loads((results / "calibration" / "redial-tiny-smoke.json").read_text())
     assert [row["temperature"] for row in written["temperatures"]] == [0.5, 1.0]
-    assert written["null_drift"][0]["method"] == "grpo" and written["learning_rate"] is None
+    assert written["null_drift"][0]["method"] == "grpo"
+    assert (written["learning_rate"], written["learning_rate_qualified"]) == (1e-4, False)  # one seed: no bound
 
 
 def _config(algo: str, tmp_path: Path, preset: str = "smoke", report_to: str = "none", **fields: Any) -> Any:
