@@ -140,7 +140,8 @@ class RankGRPOTrainer(GRPOTrainer):
     """GRPOTrainer with per-rank rewards, per-rank group advantages and rank-level importance ratios.
 
     Text-only: multimodal inputs are not forwarded by the loss. Args are GRPOTrainer's, except that `reward_funcs`
-    is replaced by `rank_reward_fn` (see `RankRewardFn`) and `args` must be a `RankGRPOConfig`.
+    is replaced by `rank_reward_fn` (see `RankRewardFn`) and `args` must be a `RankGRPOConfig`; `rollout_func` is
+    TRL's generation hook.
     """
 
     def __init__(
@@ -154,6 +155,7 @@ class RankGRPOTrainer(GRPOTrainer):
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple = (None, None),
         peft_config=None,
+        rollout_func=None,
     ):
         if not isinstance(args, RankGRPOConfig):
             raise TypeError(f"RankGRPOTrainer needs a RankGRPOConfig, got {type(args).__name__}.")
@@ -168,6 +170,7 @@ class RankGRPOTrainer(GRPOTrainer):
             callbacks=callbacks,
             optimizers=optimizers,
             peft_config=peft_config,
+            rollout_func=rollout_func,
         )
         self.last_rank_rewards: torch.Tensor | None = None
         self.last_rank_advantages: torch.Tensor | None = None
