@@ -324,6 +324,8 @@ def check_command(
     only: Annotated[str | None, typer.Option(help="Check only these algorithms' runs (comma-separated).")] = None,
     perturb: Annotated[str | None, typer.Option(help="Round like another machine: threads=N,onednn=off,"
                                                      "jitter=R[:SEED] (with an empty cache).")] = None,
+    training: Annotated[bool, typer.Option(help="--no-training: only the untrained runs and the trained methods' "
+                                                "deterministic probes (seconds).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON (progress to stderr).")] = False,
 ) -> None:
     """Rerun the reference configuration and the trained methods' probes; print target, metric, band, observed, z
@@ -345,7 +347,8 @@ def check_command(
     algos = [name.strip() for name in only.split(",") if name.strip()] if only else None
     perturbation = Perturbation.parse(perturb) if perturb else None
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():  # runs log on stdout
-        result = run_check(reference, results_dir, LocalLauncher(jobs), reuse, progress, algos, perturbation)
+        result = run_check(reference, results_dir, LocalLauncher(jobs), reuse, progress, algos, perturbation,
+                           training)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:

@@ -239,13 +239,6 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     return model_dir
 
 
-def probe(ctx: RunContext) -> dict[str, float]:
-    """`bench check`'s deterministic probe of this RL method (`algorithms.probes.rl_probe`)."""
-    from algorithms.probes import rl_probe
-
-    return rl_probe(ctx)
-
-
 def predict(ctx: RunContext) -> MethodOutput:
     """`bench run --algo grpo|gspo|rank_grpo`: SFT warm start, RL training, greedy answers on the eval split."""
     from algorithms.sft import ensure_sft_model

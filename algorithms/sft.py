@@ -148,13 +148,6 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     return model_dir, facts
 
 
-def probe(ctx: RunContext) -> dict[str, float]:
-    """`bench check`'s deterministic probe of SFT (`algorithms.probes.sft_probe`)."""
-    from algorithms.probes import sft_probe
-
-    return sft_probe(ctx)
-
-
 def predict(ctx: RunContext) -> MethodOutput:
     """`bench run --algo sft`: train, then answer the evaluation split greedily with the trained model."""
     model_dir, facts = train_sft(ctx)

@@ -25,7 +25,6 @@ MKL) where the engine decides (`cpu_decoding`): the other float path, which `ben
 measure how far rounding moves its numbers, and a way out should a oneDNN build misbehave.
 """
 
-import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,8 @@ from typing import Any
 
 import torch
 from transformers.cache_utils import DYNAMIC_LAYER_TYPE_MAPPING, Cache, DynamicLayer, get_layer_types_and_kwargs
+
+from bench.models.numerics import onednn_disabled
 
 
 @contextmanager
@@ -55,14 +56,10 @@ def cpu_decoding(model: Any, capacity: int) -> Iterator[dict[str, Any]]:
         yield extra
 
 
-ONEDNN_VARIABLE = "BENCH_ONEDNN"
-
-
 def onednn_decoding() -> bool:
     """Whether decoding runs its linear layers in oneDNN: yes where this torch build has the ops, unless
-    `BENCH_ONEDNN` is 0/false/no/off."""
-    disabled = os.environ.get(ONEDNN_VARIABLE, "").strip().lower() in ("0", "false", "no", "off")
-    return not disabled and onednn_available()
+    `BENCH_ONEDNN=0` (`bench.models.numerics`)."""
+    return not onednn_disabled() and onednn_available()
 
 
 @contextmanager

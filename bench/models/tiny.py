@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.models.numerics import weight_jitter
 
 PAD_TOKEN = "<|endoftext|>"
 BOS_TOKEN = "<|im_start|>"
@@ -48,13 +48,6 @@ FALLBACK_CORPUS = (
 BUILD_FORMAT = 1
 """Bumped when the build procedure changes, so that stale cached builds are not reused."""
 
-JITTER_VARIABLE = "BENCH_TINY_JITTER"
-"""`RELATIVE[:SEED]`, e.g. `1e-7` or `1e-7:3`: every initial weight of a tiny build is multiplied by
-(1 + RELATIVE x a standard normal draw from a generator seeded by SEED, default 0). It stands in for a machine whose
-arithmetic differs in the last digits (`bench check --update` and `bench check --perturb`); the jitter is part of the
-build's cache key, so a jittered build never replaces the plain one."""
-
-
 @dataclass(frozen=True)
 class TinyConfig:
     """Shape of a tiny Llama-architecture backbone. `vocab_size` is a target: the trained vocabulary may be
@@ -75,25 +68,12 @@ class TinyConfig:
 
 def build_key(config: TinyConfig, corpus: Sequence[str], seed: int) -> str:
     """A short hash of everything that determines the build: config, corpus texts (in order), seed, format, and the
-    weight jitter when one is asked for."""
+    weight jitter when one is asked for (`BENCH_TINY_JITTER`, `bench.models.numerics`)."""
     settings: dict[str, Any] = {"config": asdict(config), "seed": seed}
     jitter = weight_jitter()
     if jitter is not None:
         settings["jitter"] = list(jitter)
     return content_key(settings, corpus)
-
-
-def weight_jitter() -> tuple[float, int] | None:
-    """(relative scale, seed) from `BENCH_TINY_JITTER`, or None when unset or 0."""
-    raw = os.environ.get(JITTER_VARIABLE, "").strip()
-    if not raw:
-        return None
-    scale, _, seed = raw.partition(":")
-    try:
-        parsed = (float(scale), int(seed or 0))
-    except ValueError:
-        raise BenchError(f"{JITTER_VARIABLE}={raw!r}: expected RELATIVE[:SEED], e.g. 1e-7 or 1e-7:3") from None
-    return parsed if parsed[0] != 0.0 else None
 
 
 def content_key(settings: dict[str, Any], corpus: Sequence[str]) -> str:
@@ -201,7 +181,8 @@ def save_tokenizer(tokenizer: Any, directory: Path, model_max_length: int) -> No
 
 
 def build_model(config: TinyConfig, *, vocab_size: int, seed: int, token_ids: dict[str, int]) -> Any:
-    """A randomly initialised `LlamaForCausalLM` (float32) with end-of-turn and pad as generation EOS ids."""
+    """A randomly initialised `LlamaForCausalLM` (float32) with end-of-turn and pad as generation EOS ids; its weights
+    jittered when `BENCH_TINY_JITTER` asks for it (`bench.models.numerics`)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 

@@ -28,8 +28,8 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -206,20 +206,24 @@ def run_probes(specs: Sequence[RunSpec], results_dir: Path, echo: Callable[[str]
 
 def run_configuration(config: CheckConfig, results_dir: Path, launcher: Launcher | None = None, reuse: bool = False,
                       echo: Callable[[str], None] = print, only: Sequence[str] | None = None,
-                      threads: int | None = None, band_seeds: bool = False, label: str = "reference") -> Pass:
+                      threads: int | None = None, band_seeds: bool = False, label: str = "reference",
+                      training: bool = True) -> Pass:
     """Run the configuration with the configured threads, then the probes, and read every run. Every run is executed
     again unless `reuse` (then complete runs in `results_dir` are kept: a check must not pass on folders older than
-    the code)."""
+    the code). Without `training`, the trained methods' runs are left out (their probes still run)."""
+    from bench.runs.specs import ALGORITHMS
+
     specs = config.specs(only, band_seeds)
+    runs = [spec for spec in specs if training or not ALGORITHMS[spec.algo].trained]
     threads = threads or config.threads
     start = time.perf_counter()
     with pinned_threads(threads):
-        outcome = run_matrix(specs, results_dir, launcher, force=not reuse, echo=echo)
+        outcome = run_matrix(runs, results_dir, launcher, force=not reuse, echo=echo)
         probes, probe_failures = run_probes(specs, results_dir, echo)
     failures = tuple(f"run {result.run_id} failed (see {runs_dir(results_dir) / result.run_id / 'error.txt'})"
                      for result in outcome.failed) + tuple(probe_failures)
     observations = []
-    for spec in specs:
+    for spec in runs:
         folder = RunFolder(runs_dir(results_dir) / spec.run_id)
         if folder.is_complete():
             observations.append(Observation(spec.algo, spec.model, spec.dataset, spec.seed,
@@ -240,43 +244,46 @@ def _init_worker(threads: int) -> None:
     os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})
 
 
+def _rerun(reference: Path, folder: Path, perturbation: Perturbation, threads: int) -> Pass:
+    """One perturbed rerun in a process of its own, started with `threads` threads, waited for."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        return pool.submit(_rerun_worker, reference.resolve(), folder.resolve(), perturbation).result()
+
+
 @contextmanager
 def reruns_in_background(reference: Path, results_dir: Path, config: CheckConfig,
                          echo: Callable[[str], None] = print) -> Iterator[Callable[[], list[Pass]]]:
-    """Start one rerun per perturbation, each in a fresh process (as many at once as the cores beside this process's
-    threads allow, at least one) with an empty cache and results folder (`<results_dir>/rerun-<i>/`); yields a
-    function that waits for them and returns their passes in configuration order."""
-    with ExitStack() as stack:
+    """Start one rerun per perturbation, each in a fresh process with an empty cache and results folder
+    (`<results_dir>/rerun-<i>/`), as many at once as the cores beside this process's threads allow (at least one);
+    yields a function that waits for them and returns their passes in configuration order."""
+    slots = max(1, (os.cpu_count() or 1) // config.threads - 1)
+    with ThreadPoolExecutor(max_workers=slots) as runner:
         futures = []
-        workers = max(1, (os.cpu_count() or 1) // config.threads - 1)
-        pools: dict[int, ProcessPoolExecutor] = {}
         for index, perturbation in enumerate(config.perturbations):
             folder = results_dir / f"rerun-{index}"
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-            threads = perturbation.threads or config.threads
-            if threads not in pools:  # a pool per thread count: a worker's threads are fixed when it starts
-                pools[threads] = stack.enter_context(ProcessPoolExecutor(
-                    max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                    initargs=(threads,)))
-            futures.append(pools[threads].submit(_rerun_worker, reference.resolve(), folder.resolve(), perturbation))
+            futures.append(runner.submit(_rerun, reference, folder, perturbation,
+                                         perturbation.threads or config.threads))
         if futures:
-            echo(f"measuring bands: {len(futures)} perturbed rerun(s) in the background "
+            echo(f"measuring bands: {len(futures)} perturbed rerun(s) in the background, {slots} at a time "
                  f"({', '.join(p.label for p in config.perturbations)}; logs: {results_dir}/rerun-*/rerun.log)")
         yield lambda: [future.result() for future in futures]
 
 
 def run_check(reference: Path, results_dir: Path, launcher: Launcher | None = None, reuse: bool = False,
               echo: Callable[[str], None] = print, only: Sequence[str] | None = None,
-              perturbation: Perturbation | None = None) -> CheckResult:
+              perturbation: Perturbation | None = None, training: bool = True) -> CheckResult:
     """Run the reference configuration (or only the runs of the algorithms in `only`) and its probes and compare
     every value with its band; `reuse` keeps complete runs already in `results_dir` (e.g. an SFT start copied in);
-    `perturbation` makes this machine round like another (with an empty cache)."""
+    `perturbation` makes this machine round like another (with an empty cache); without `training` only the
+    untrained runs and the probes run (seconds, and nothing chaotic)."""
     config = load_config(reference)
     stored = load_reference(reference, config)
-    with perturbed(perturbation, None) if perturbation else ExitStack():
+    with perturbed(perturbation, None) if perturbation else nullcontext():
         threads = perturbation.threads if perturbation and perturbation.threads else config.threads
-        run_pass = run_configuration(config, results_dir, launcher, reuse, echo, only, threads)
+        run_pass = run_configuration(config, results_dir, launcher, reuse, echo, only, threads, training=training)
     observations = [o for o in run_pass.observations if only is None or o.algo in only]
     rows = compare(stored, observations, config.metrics)
     return CheckResult(tuple(rows), run_pass.failures, run_pass.threads, run_pass.seconds)

@@ -1,8 +1,8 @@
 """The algorithm registry: CLI names -> the module that produces predictions for a run.
 
-Each entry's module exposes `predict(ctx: RunContext) -> MethodOutput`; a trained method's module also exposes
-`probe(ctx: RunContext) -> dict[str, float]`, its deterministic one-step probe for `bench check`
-(`algorithms.probes`). Modules are imported only when chosen.
+Each entry's module exposes `predict(ctx: RunContext) -> MethodOutput`; a trained method also names its
+deterministic one-step probe for `bench check` (`MethodInfo.probe`, in `algorithms.probes`), a function
+`(ctx: RunContext) -> dict[str, float]`. Modules are imported only when chosen.
 """
 
 import importlib
@@ -25,6 +25,11 @@ def get_method(name: str) -> tuple[MethodInfo, Callable[[RunContext], MethodOutp
 
 
 def get_probe(name: str) -> Probe | None:
-    """A trained method's `probe` function (imports the module now); None for untrained methods."""
-    info, _ = get_method(name)
-    return importlib.import_module(info.module).probe if info.trained else None
+    """A method's probe function (imports its module now); None for a method without one (the untrained)."""
+    if name not in ALGORITHMS:
+        raise UnknownNameError("algorithm", name, list(ALGORITHMS))
+    probe = ALGORITHMS[name].probe
+    if probe is None:
+        return None
+    module, _, function = probe.partition(":")
+    return getattr(importlib.import_module(module), function)

@@ -5,10 +5,11 @@ perturbation reproduces such differences here, so that `bench check --update` ca
 number (the bands of `bench.runs.verdicts`) and `bench check --perturb` can show that a check made elsewhere passes:
 
 - `threads=N`: N torch threads instead of the configuration's (parallel reductions split differently);
-- `onednn=off`: decoding without oneDNN's packed linear layers (`BENCH_ONEDNN=0`, `bench.models.cpu_decoding`), the
-  MKL matmul path instead;
+- `onednn=off`: decoding without oneDNN's packed linear layers, the MKL matmul path instead (`BENCH_ONEDNN=0`);
 - `jitter=R[:S]`: every initial weight of a tiny backbone multiplied by (1 + R x a normal draw seeded by S)
-  (`BENCH_TINY_JITTER`, `bench.models.tiny`); 1e-7 is a last-bit difference in float32.
+  (`BENCH_TINY_JITTER`); 1e-7 is a last-bit difference in float32.
+
+(The two environment switches are documented in `bench.models.numerics`.)
 
 Written as a comma-separated list (`threads=1,onednn=off,jitter=1e-7:3`). A perturbed pass always starts from an
 empty cache, as on a fresh machine: cached backbones and rollouts would hide the perturbation.
@@ -22,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.models.cpu_decoding import ONEDNN_VARIABLE
-from bench.models.tiny import JITTER_VARIABLE
+from bench.models.numerics import JITTER_VARIABLE, ONEDNN_VARIABLE
 
 SYNTAX = "threads=N, onednn=off, jitter=R[:SEED], comma-separated (e.g. threads=1,onednn=off,jitter=1e-7:3)"
 
