@@ -16,10 +16,11 @@ has nothing that amplifies rounding:
 
 Recorded (floats; `bench check` bands them like metrics):
 - RL: `hits_mean` (hits per completion), `reward_mean`, `advantage_abs_mean` (per rank for Rank-GRPO), for
-  Rank-GRPO `eos_advantage_mean` (length shaping), and TRL's logged `loss` and `grad_norm` of the step;
+  Rank-GRPO `eos_advantage_mean` (length shaping), and of the step TRL's logged `loss` and `grad_norm` and the
+  `grad_projection` (`GradientProjection`: a signed fingerprint of the whole gradient, which a norm is not);
 - SFT: the demonstrations scored by the one evaluator against their own examples (`demo_recall@20`, `demo_ndcg@5`,
   `demo_ndcg@20`: ground truth comes first in them, so a shuffled pairing, a reversed ranking or a dropped line
-  shows at once) and the `loss` and `grad_norm` of one SFT step on them.
+  shows at once) and the `loss`, `grad_norm` and `grad_projection` of one SFT step on them.
 """
 
 import json
@@ -109,10 +110,44 @@ class ReplayRollouts:
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
 
 
-def _step_logs(trainer: Any) -> dict[str, float]:
-    """The logged loss and gradient norm of the trainer's one step."""
+class GradientProjection:
+    """A transformers TrainerCallback keeping the gradient's projection on a fixed random direction (standard normal
+    entries from a generator seeded 0, drawn per parameter in name order) just before the optimizer step: it changes
+    sign when the gradient does and moves with any change of which tokens carry which advantage."""
+
+    def __init__(self) -> None:
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_pre_optimizer_step(inner, args: Any, state: Any, control: Any, model: Any = None,
+                                      **kwargs: Any) -> None:
+                self.value = self.project(model)
+
+        self.callback = Callback()
+        self.value = 0.0
+
+    @staticmethod
+    def project(model: Any) -> float:
+        import torch
+
+        generator = torch.Generator().manual_seed(0)
+        total = 0.0
+        for _, parameter in sorted(model.named_parameters(), key=lambda named: named[0]):
+            direction = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+            if parameter.grad is not None:
+                total += float((parameter.grad.double() * direction).sum())
+        return total
+
+
+def _one_step(trainer: Any, projection: GradientProjection) -> dict[str, float]:
+    """Train the trainer's one step; its logged loss and gradient norm and the gradient's projection."""
+    from algorithms.training import quiet_trl_deprecations
+
+    with quiet_trl_deprecations():
+        trainer.train()
     logged = next(entry for entry in trainer.state.log_history if "loss" in entry)
-    return {"loss": float(logged["loss"]), "grad_norm": float(logged["grad_norm"])}
+    return {"loss": float(logged["loss"]), "grad_norm": float(logged["grad_norm"]),
+            "grad_projection": projection.value}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -123,7 +158,6 @@ def rl_probe(ctx: RunContext) -> dict[str, float]:
     """One step of the run's RL trainer from the fresh backbone on the first `prompts_per_step` training prompts,
     each answered by its `num_generations` fixed completions (see the module docstring)."""
     from algorithms.rl import ListRewards, make_rl_trainer, rl_config, train_prompts
-    from algorithms.training import quiet_trl_deprecations
     from algorithms.watch import RolloutBuffer, rollout_records
 
     settings = ctx.spec.settings
@@ -140,10 +174,10 @@ def rl_probe(ctx: RunContext) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as output_dir, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="You are using 'rollout_func'", category=UserWarning)
         config = rl_config(ctx, Path(output_dir), max_steps=1, save_strategy="no")
-        trainer = make_rl_trainer(ctx, str(backbone.path), backbone.tokenizer, rewards, config, dataset, [],
-                                  rollout_func=replay)
-        with quiet_trl_deprecations():
-            trainer.train()
+        projection = GradientProjection()
+        trainer = make_rl_trainer(ctx, str(backbone.path), backbone.tokenizer, rewards, config, dataset,
+                                  [projection.callback], rollout_func=replay)
+        step = _one_step(trainer, projection)
     records = rollout_records(trainer, buffer, 1)
     rank_level = "rank_advantages" in records[0]
     advantages = [abs(value) for record in records
@@ -153,14 +187,13 @@ def rl_probe(ctx: RunContext) -> dict[str, float]:
               "advantage_abs_mean": _mean(advantages)}
     if rank_level:
         values["eos_advantage_mean"] = _mean([record["eos_advantage"] for record in records])
-    return {**values, **_step_logs(trainer)}
+    return {**values, **step}
 
 
 def sft_probe(ctx: RunContext) -> dict[str, float]:
     """The run's demonstrations scored against their own examples, and one SFT step from the fresh backbone on
     them (see the module docstring)."""
     from algorithms.sft import demonstrations, make_sft_trainer, sft_config, sft_dataset, sft_total_steps
-    from algorithms.training import quiet_trl_deprecations
 
     pairs, _ = demonstrations(ctx)
     scored = evaluate([example for example, _ in pairs], {example.id: text for example, text in pairs},
@@ -171,8 +204,9 @@ def sft_probe(ctx: RunContext) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as output_dir:
         config = sft_config(ctx, Path(output_dir), sft_total_steps(ctx, len(pairs)), max_steps=1,
                             save_strategy="no")
-        trainer = make_sft_trainer(ctx, backbone, config, sft_dataset(ctx, backbone.tokenizer, batch), [])
-        with quiet_trl_deprecations():
-            trainer.train()
-    return {**values, **_step_logs(trainer)}
+        projection = GradientProjection()
+        trainer = make_sft_trainer(ctx, backbone, config, sft_dataset(ctx, backbone.tokenizer, batch),
+                                   [projection.callback])
+        step = _one_step(trainer, projection)
+    return {**values, **step}
 

@@ -9,7 +9,7 @@ probes, and compare every value with the band the reference measured for it (`be
      "metrics": ["recall@20", "ndcg@20", "in_catalog_rate", "format_rate"],
      "threads": 2,
      "perturbations": ["threads=1", "onednn=off", "jitter=1e-7:1"],
-     "band": {"runs": {"k": 6, "floor": 0.02}, "probes": {"k": 10, "floor": 1e-6, "relative_floor": 1e-3}}}
+     "band": {"runs": {"k": 6, "floor": 0.02}, "probes": {"k": 10, "floor": 1e-6, "relative_floor": 0.005}}}
 
 `seeds` are the seeds a check runs; `band_seeds` are run only by `--update`, to widen the sample of a trained run's
 band by its seed spread. Every run of a check uses `threads` torch threads, whatever the machine.
@@ -56,7 +56,7 @@ from bench.runs.verdicts import (
 CONFIG_FILE = "config.json"
 REFERENCE_FILE = "metrics.json"
 DEFAULT_METRICS = ("recall@20", "ndcg@20", "in_catalog_rate", "format_rate")
-DEFAULT_BAND = {"runs": {"k": 6.0, "floor": 0.02}, "probes": {"k": 10.0, "floor": 1e-6, "relative_floor": 1e-3}}
+DEFAULT_BAND = {"runs": {"k": 6.0, "floor": 0.02}, "probes": {"k": 10.0, "floor": 1e-6, "relative_floor": 0.005}}
 GRID_KEYS = ("algos", "models", "datasets", "seeds", "band_seeds", "preset", "preset_overrides", "fields")
 
 

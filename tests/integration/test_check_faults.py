@@ -3,13 +3,16 @@ another machine passes; seven faults, each injected here by monkeypatching (neve
 make it fail with a FAIL line naming the target and the value that left its band.
 
 One reference is built per test session (`bench check --update` on a small configuration: popularity, EASE, SFT,
-GRPO and Rank-GRPO on `synthetic:check` with the tiny backbone, one seed, 1 thread), its bands measured as for the
-committed reference, by perturbed reruns in fresh processes with empty caches (2 threads; oneDNN off with the
-initial weights jittered by 1e-7). The false-alarm test then runs the whole check under a perturbation the bands
-never saw (`--perturb threads=2,jitter=1e-7:7`). Each fault reruns, in this process, only the part of the check that
-could see it with `--no-training` (the untrained runs and the trained methods' deterministic probes, no training),
-which is where the check must catch them: a subtle RL fault moves the end-to-end metrics by less than another
-machine's chaos, but moves the probe of the trainer it breaks by many band widths.
+GRPO and Rank-GRPO on `synthetic:check` with the tiny backbone, one seed, 1 thread; SFT is short, so its lists are
+formatted but miss the catalog, and their format and duplicate rates are what chaos moves), its bands measured as
+for the committed reference, by a perturbed rerun in a fresh process with an empty cache (oneDNN off, the initial
+weights jittered by 1e-7). With two values per target its run bands rest on their floor (0.1); the committed
+reference's k and floor are measured (results/reference/README.md). The false-alarm test runs the whole check (every
+run trained again, every probe) under a perturbation the bands never saw (`--perturb onednn=off,jitter=1e-7:7`).
+Each fault reruns, in this process, only the part of the check that could see it, with `--no-training` (the
+untrained runs and the trained methods' deterministic probes), which is where the check must catch them: a subtle RL
+fault moves the end-to-end metrics by less than another machine's chaos, but moves the probe of the trainer it
+breaks by many band widths.
 """
 
 import random
@@ -37,14 +40,14 @@ DATASET = "synthetic:check"
 CONFIG = {
     "grids": [{"algos": ["popularity", "ease", "sft", "grpo", "rank_grpo"], "models": ["tiny"],
                "datasets": [DATASET], "seeds": [0], "preset": "smoke",
-               "preset_overrides": {"eval_limit": 32, "max_new_tokens": 96, "sft_max_steps": 150, "sft_lr": 0.003,
-                                    "sft_batch_size": 16, "validation_size": 2, "rl_steps": 8,
-                                    "rl_lr": 0.00003, "num_generations": 8, "prompts_per_step": 4,
+               "preset_overrides": {"eval_limit": 16, "max_new_tokens": 64, "sft_max_steps": 50, "sft_lr": 0.006,
+                                    "sft_batch_size": 16, "validation_size": 2, "rl_steps": 4,
+                                    "rl_lr": 0.00003, "num_generations": 4, "prompts_per_step": 2,
                                     "eval_interval": 100}}],
     "metrics": ["recall@5", "recall@20", "ndcg@5", "ndcg@20", "in_catalog_rate", "format_rate", "duplicate_rate"],
     "threads": 1,
-    "perturbations": ["threads=2", "onednn=off,jitter=1e-7:1"],
-    "band": {"runs": {"k": 6.0, "floor": 0.05}, "probes": {"k": 10.0, "floor": 1e-6, "relative_floor": 1e-3}},
+    "perturbations": ["onednn=off,jitter=1e-7:1"],
+    "band": {"runs": {"k": 6.0, "floor": 0.1}, "probes": {"k": 10.0, "floor": 1e-6, "relative_floor": 0.005}},
 }
 runner = CliRunner()
 
@@ -84,7 +87,7 @@ def cache(reference: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_check_on_another_machine_passes(reference: Path, tmp_path: Path) -> None:
     """The whole check (every run trained again, every probe) rounding as the bands never saw."""
-    code, output = _check(reference, tmp_path / "results", "--perturb", "threads=2,jitter=1e-7:7")
+    code, output = _check(reference, tmp_path / "results", "--perturb", "onednn=off,jitter=1e-7:7")
     assert code == 0 and "check passed" in output, output
 
 
@@ -108,7 +111,8 @@ def test_reward_sign_flipped(reference: Path, tmp_path: Path, cache: None, monke
     monkeypatch.setattr(algorithms.rl.ListRewards, "__call__",
                         lambda self, *args, **kwargs: [-reward for reward in call(self, *args, **kwargs)])
     failures = _failures(reference, tmp_path, "grpo,rank_grpo")
-    assert {("grpo/tiny/synthetic:check probe", "loss"), ("rank_grpo/tiny/synthetic:check probe", "loss")} <= failures
+    assert {("grpo/tiny/synthetic:check probe", "grad_projection"),
+            ("rank_grpo/tiny/synthetic:check probe", "loss")} <= failures  # a norm cannot see a sign
 
 
 def test_rank_grpo_segmentation_shifted_by_one_token(reference: Path, tmp_path: Path, cache: None,
