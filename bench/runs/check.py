@@ -301,10 +301,10 @@ def update_reference(reference: Path, results_dir: Path, command: str, launcher:
     if failures:
         raise BenchError("reference not written: " + "; ".join(failures))
     samples = collect_samples(reference_pass, reruns, config.band_seeds(), config.metrics)
-    missing = [f"{target} ({len(sample['sources'])} of {1 + len(reruns)} passes)" for target, sample in
-               samples.items() if len([s for s in sample["sources"] if not s.startswith("seed ")]) != 1 + len(reruns)]
+    missing = [f"{rerun.label} lacks {target}" for rerun in reruns for target in samples
+               if target not in {observation.target for observation in rerun.observations}]
     if missing:
-        raise BenchError("reference not written: a rerun lacks " + "; ".join(missing))
+        raise BenchError("reference not written: " + "; ".join(missing))
     loo = leave_one_out(samples, config.runs, config.probes)
     passes = [{"label": p.label, "threads": p.threads, "seconds": round(p.seconds, 1)}
               for p in (reference_pass, *reruns)]

@@ -34,7 +34,7 @@ from bench.runs.check import update_reference
 from bench.runs.folders import atomic_write_json
 from cli import app
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("check")]
+pytestmark = pytest.mark.slow
 
 DATASET = "synthetic:check"
 CONFIG = {
