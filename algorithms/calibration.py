@@ -14,7 +14,7 @@ Two rules, written down before any method is compared (results/testbed/README.md
   monitor-validation NDCG@20 from RL step 0 to its last step, per seed. A rate qualifies when the drift's mean over
   seeds lies within `DRIFT_TOLERANCE` of zero with 95% confidence (|mean| + t x SE <= tolerance, an equivalence
   bound, so that few noisy seeds cannot pass it); the rule takes the largest such rate: the fastest learning that
-  noise alone does not move.
+  noise alone does not move. When no rate qualifies it takes the smallest candidate, and says so.
 
 Neither rule reads a real-reward RL run or the test split. The probe prompts are the first `n_prompts` of the
 training split, the drift is measured on the monitor validation subset (`algorithms.training.validation_subsets`).
@@ -22,7 +22,7 @@ training split, the drift is measured on the monitor validation subset (`algorit
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,6 @@ def probe_temperatures(backbone: Any, dataset: Dataset, spec: RunSpec, temperatu
     prompts at each temperature (seed `spec.seed`, through the shared engine and rollout cache), and greedy answers
     once; score them with the training reward."""
     from algorithms.rl import ListRewards
-    from bench.evaluation.evaluator import rank_hits
-    from bench.evaluation.metrics import N_RANKS
     from bench.models.prompt_trim import trim_prompt
     from bench.models.rollout_cache import RolloutCache
     from bench.models.rollouts import make_engine
@@ -91,7 +89,8 @@ def probe_temperatures(backbone: Any, dataset: Dataset, spec: RunSpec, temperatu
         groups = engine.generate(prompts, sampling, spec.seed)
         scores, hits = [], []
         for example, texts in zip(examples, groups, strict=True):
-            hits.append([tuple(rank_hits(text, example, dataset.catalog, N_RANKS)) for text in texts])
+            hits.append([tuple(row) for row in rewards.hits([example.prompt] * len(texts), texts,
+                                                            [example.id] * len(texts))])
             scores.append([rewards.ndcg(row, example.id) for row in hits[-1]])
         rows.append(TemperatureRow(
             temperature, _mean([_mean(group) for group in scores]), _mean([max(group) for group in scores]),
@@ -142,9 +141,11 @@ class DriftRow:
         return abs(self.mean) + float(t.ppf(0.975, n - 1)) * spread / math.sqrt(n)
 
 
-def null_drift(results_dir: Path, dataset: str, model: str, preset: str) -> list[DriftRow]:
-    """Every complete null-control run of (dataset, model, preset) under `results_dir`, grouped by method (without
-    `+null`) and learning rate; a run's drift is monitor NDCG@20 at its last validation minus at step 0."""
+def null_drift(results_dir: Path, reference: RunSpec) -> list[DriftRow]:
+    """Every complete null-control run under `results_dir` with the dataset, backbone and settings of `reference`
+    but for the learning rate, grouped by method (without `+null`) and learning rate; a run's drift is monitor
+    NDCG@20 at its last validation minus at step 0."""
+    settings = replace(reference.settings, rl_lr=0.0)
     drifts: dict[tuple[str, float], list[float]] = {}
     for folder in sorted(runs_dir(results_dir).glob("*")):
         run = RunFolder(folder)
@@ -154,7 +155,8 @@ def null_drift(results_dir: Path, dataset: str, model: str, preset: str) -> list
             spec = spec_from_json(read_json(run.spec_path))
         except (TypeError, KeyError, ValueError):  # run folders are untrusted files: a foreign spec is not ours
             continue
-        if (spec.reward_signal, spec.dataset, spec.model, spec.preset) != ("shuffled", dataset, model, preset):
+        if (spec.reward_signal, spec.dataset, spec.model) != ("shuffled", reference.dataset, reference.model) or \
+                replace(spec.settings, rl_lr=0.0) != settings:
             continue
         curve = run.read_curve()
         if len(curve) >= 2:
@@ -180,6 +182,10 @@ class Calibration:
     temperature: float | None
     drifts: list[DriftRow]
     learning_rate: float | None
+    """The largest qualified rate; the smallest candidate when none qualified (None without null-control runs)."""
+    learning_rate_qualified: bool
+    rl_temperature: float
+    """The rollout temperature of the null-control runs read (the settings given to `bench calibrate`)."""
 
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -190,7 +196,8 @@ class Calibration:
                 "temperature": self.temperature,
                 "null_drift": [{"method": row.method, "lr": row.lr, "drifts": list(row.drifts), "mean": row.mean,
                                 "bound": row.bound if math.isfinite(row.bound) else None} for row in self.drifts],
-                "learning_rate": self.learning_rate}
+                "learning_rate": self.learning_rate, "learning_rate_qualified": self.learning_rate_qualified,
+                "null_control_temperature": self.rl_temperature}
 
 
 def calibrate(model: str, dataset: str, preset: str, seeds: Sequence[int], temperatures: Sequence[float],
@@ -216,8 +223,12 @@ def calibrate(model: str, dataset: str, preset: str, seeds: Sequence[int], tempe
                                  cache_dir=default_cache_dir() / "backbones")
         per_seed[seed] = probe_temperatures(backbone, data, spec, temperatures, n_prompts, default_cache_dir())
     rows = average_rows(list(per_seed.values()))
-    drifts = null_drift(results_dir, spec.dataset, spec.model, spec.preset)
-    return Calibration(rows, per_seed, choose_temperature(rows), drifts, choose_learning_rate(drifts))
+    drifts = null_drift(results_dir, spec)
+    qualified = choose_learning_rate(drifts)
+    fallback = min((row.lr for row in drifts), default=None)
+    return Calibration(rows, per_seed, choose_temperature(rows), drifts,
+                       qualified if qualified is not None else fallback, qualified is not None,
+                       spec.settings.temperature)
 
 
 def report_lines(calibration: Calibration) -> list[str]:
@@ -230,16 +241,19 @@ def report_lines(calibration: Calibration) -> list[str]:
                      f"{row.greedy_ndcg:>7.3f} {row.best_of_g_gain:>+7.3f} {row.tied_share:>6.1%} "
                      f"{row.rank_tied_share:>9.1%}")
     lines.append(f"chosen temperature: {calibration.temperature} (mean over {len(calibration.per_seed)} SFT starts)")
-    lines.append(f"learning-rate rule: the largest rate whose null controls drift within ±{DRIFT_TOLERANCE} of "
-                 "their start with 95% confidence (monitor NDCG@20, last validation minus step 0)")
+    lines.append(f"learning-rate rule: the largest rate whose null controls (at the settings given, temperature "
+                 f"{calibration.rl_temperature:g}) drift within ±{DRIFT_TOLERANCE} of their start with 95% "
+                 "confidence (monitor NDCG@20, last validation minus step 0)")
     for row in calibration.drifts:
         bound = f"{row.bound:.3f}" if math.isfinite(row.bound) else "n/a (one seed)"
         lines.append(f"  {row.method}+null lr {row.lr:g}: {len(row.drifts)} seeds, drift {row.mean:+.4f}, "
                      f"bound {bound}")
     if not calibration.drifts:
-        lines.append("  no complete null-control runs yet: run `bench matrix --algos grpo+null,rank_grpo+null "
-                     "--lr ...` with these settings first")
-    lines.append(f"chosen learning rate: {calibration.learning_rate}")
+        lines.append("  no complete null-control runs with these settings yet: run `bench matrix --algos "
+                     "grpo+null,rank_grpo+null --temperature T --lr ...` with them first")
+    qualified = "" if calibration.learning_rate_qualified or calibration.learning_rate is None else \
+        " (no candidate qualified: the smallest one, as the rule says)"
+    lines.append(f"chosen learning rate: {calibration.learning_rate}{qualified}")
     return lines
 
 

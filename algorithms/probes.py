@@ -81,7 +81,8 @@ def fixed_completions(example: Example, catalog: Catalog, count: int) -> list[st
 class ReplayRollouts:
     """A TRL `rollout_func` that answers every prompt with its fixed completions instead of sampling: the k-th time
     a prompt appears in a call it gets the k-th of them (tokenized, EOS appended, cut to `max_length` as generation
-    would cut it)."""
+    would cut it). Prompt ids come from TRL's own `_tokenize_prompts`, as in the engine's hook
+    (`algorithms.rollout_hook`), so the loss sees the prompt TRL's path would have fed it."""
 
     def __init__(self, rows: Sequence[dict[str, Any]], completions: dict[str, list[str]], tokenizer: Any,
                  eos_id: int, max_length: int) -> None:
@@ -97,17 +98,16 @@ class ReplayRollouts:
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         occurrences: Counter[str] = Counter()
-        prompt_ids, completion_ids = [], []
+        completion_ids = []
         for prompt in prompts:
             key = self.key(prompt)
             example_id = self.example_ids[key]
             text = self.completions[example_id][occurrences[key]]
             occurrences[key] += 1
-            encoded = self.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=True)
-            prompt_ids.append(list(encoded["input_ids"]))
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos_id]
             completion_ids.append(ids[: self.max_length])
-        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+        prompt_ids, _, _ = trainer._tokenize_prompts(prompts)
+        return {"prompt_ids": [list(ids) for ids in prompt_ids], "completion_ids": completion_ids, "logprobs": None}
 
 
 class GradientProjection:

@@ -141,7 +141,7 @@ class RankGRPOTrainer(GRPOTrainer):
 
     Text-only: multimodal inputs are not forwarded by the loss. Args are GRPOTrainer's, except that `reward_funcs`
     is replaced by `rank_reward_fn` (see `RankRewardFn`) and `args` must be a `RankGRPOConfig`; `rollout_func` is
-    TRL's generation hook.
+    TRL's generation hook (`algorithms.rollout_hook`).
     """
 
     def __init__(
@@ -318,7 +318,7 @@ class StepTimes:
         return self.rank_grpo_s / self.grpo_s
 
 
-class _StepTimer(TrainerCallback):
+class StepTimer(TrainerCallback):
     """Records the wall-clock time of every optimizer step."""
 
     def __init__(self):
@@ -367,7 +367,7 @@ def step_time_benchmark(
         for round_index in range(repeats):
             order = ("rank_grpo", "grpo") if round_index % 2 == 0 else ("grpo", "rank_grpo")
             for name in order:
-                timer = _StepTimer()
+                timer = StepTimer()
                 common = {
                     "model": model_factory(),
                     "train_dataset": train_dataset,

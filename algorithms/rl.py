@@ -203,6 +203,7 @@ def make_rl_trainer(ctx: RunContext, model: str, tokenizer: Any, rewards: ListRe
 def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     """Train (or resume) from the SFT model; returns the final model directory of the run."""
     from algorithms.lora import merge_adapters
+    from algorithms.rollout_hook import rollout_kwargs
     from algorithms.training import (
         CurveLogger,
         curve_callback,
@@ -230,7 +231,8 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
                  rollouts_callback(ctx.folder.rollouts_path, buffer, settings.eval_interval, trainer_ref),
                  curve_callback(logger, settings.eval_interval)]
     dataset = train_prompts(ctx.dataset.split("train"), start.tokenizer, settings.max_prompt_tokens)
-    trainer = make_rl_trainer(ctx, str(sft_dir), start.tokenizer, rewards, config, dataset, callbacks)
+    generation = rollout_kwargs(ctx.spec.rl_rollouts, ctx.spec.model)
+    trainer = make_rl_trainer(ctx, str(sft_dir), start.tokenizer, rewards, config, dataset, callbacks, **generation)
     trainer_ref.append(trainer)
     with quiet_trl_deprecations():
         trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))

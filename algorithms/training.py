@@ -173,7 +173,7 @@ class CurveLogger:
         was_training = model.training
         model.eval()
         backbone = Backbone(resolve_backbone(self.ctx.spec.model), model, tokenizer, Path("."), "in-training")
-        engine = TransformersEngine(backbone, batch_size=settings.eval_batch_size, progress=False)
+        engine = TransformersEngine(backbone, batch_size=settings.eval_batch_size, progress=False, live=True)
         greedy = SamplingSettings(max_new_tokens=settings.max_new_tokens)
         prompts = [trim_prompt(tokenizer, example.prompt, settings.max_prompt_tokens) for example in self.examples]
         texts = engine.generate(prompts, greedy, seed=0)

@@ -92,3 +92,19 @@ def bench_train_step(model: Annotated[str, typer.Option(help="Backbone.")] = "ti
         typer.echo(f"{model} {'full' if r == 0 else f'LoRA r={r}':<10} trainable {cost.trainable / 1e6:8.2f}M of "
                    f"{cost.total / 1e6:.2f}M  {cost.step_s:7.2f} s/step  peak memory {cost.peak_memory_gib:.2f} GiB "
                    f"({batch} x {length} tokens)")
+
+
+@bench_app.command("rl-step")
+@user_errors
+def bench_rl_step(model: Annotated[str, typer.Option(help="Backbone.")] = "smollm2-135m",
+                  preset: Annotated[str, typer.Option(help="Preset whose RL settings both paths use.")] = "cpu-small",
+                  dataset: opt.Dataset = "redial",
+                  steps: Annotated[int, typer.Option(help="Timed steps per path and round.")] = 2,
+                  warmup_steps: Annotated[int, typer.Option(help="Untimed steps first.")] = 1,
+                  repeats: Annotated[int, typer.Option(help="Rounds, alternating which path goes first.")] = 1) -> None:
+    """RL step time with TRL's generate and with the shared engine, side by side, and the share spent generating."""
+    from algorithms.rollout_bench import format_rl_step, rl_step_times
+
+    times = rl_step_times(model, dataset, preset, steps=steps, warmup_steps=warmup_steps, repeats=repeats)
+    for line in format_rl_step(times, model, preset):
+        typer.echo(line)

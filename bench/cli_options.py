@@ -97,6 +97,9 @@ class RLOptions:
     loss_type: Annotated[str | None, typer.Option(
         help="RL token aggregation for grpo/rank_grpo: bnpo (default, the authors' TRL 0.21), grpo, dr_grpo, dapo; "
              "gspo keeps its sequence-level grpo.")] = None
+    rl_rollouts: Annotated[str | None, typer.Option(
+        help="How RL training generates: engine (the shared rollout engine, through TRL's rollout_func; default) or "
+             "trl (TRL's own generate).")] = None
 
     def preset_overrides(self) -> dict[str, Any]:
         return {"rl_steps": self.steps, "num_generations": self.num_generations,
@@ -107,7 +110,7 @@ class RLOptions:
     def spec_fields(self) -> dict[str, Any]:
         return {"reward": self.reward, "reward_signal": self.reward_signal, "length_shaping": self.length_shaping,
                 "missing_rank_credit": self.missing_rank_credit, "epsilon_low": self.epsilon_low,
-                "epsilon_high": self.epsilon_high, "loss_type": self.loss_type}
+                "epsilon_high": self.epsilon_high, "loss_type": self.loss_type, "rl_rollouts": self.rl_rollouts}
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ batch 32, greedy; README "Rollout speed"):
   rows). `onednn_linears` swaps each plain `nn.Linear` for oneDNN's `mkldnn::_linear_pointwise` on a weight packed
   by `mkldnn::_reorder_linear_weight`: the two ops Inductor's CPU freezing pass emits for a linear layer
   (torch/_inductor/fx_passes/mkldnn_fusion.py). The layers are swapped on entry to each generation call and
-  restored on exit. A packed copy is kept per layer and repacked whenever the weight has changed since (its
-  storage or its in-place version counter, which every optimizer step bumps), so a policy that trains between
-  rollouts is always decoded with its current weights, and a frozen one is packed once (0.3-0.5 s for 135M
-  parameters here). The copies cost as much memory as the weights, while the model lives.
+  restored on exit. A packed copy is kept per layer and repacked whenever the weight's storage or in-place version
+  counter changed, and for every call of a model in training (`forget_packed`, called by the engine with
+  `live=True`): torch's fused AdamW (`adamw_torch_fused`, transformers' default optimizer) updates weights in place
+  without bumping their version counters, so versions alone would decode a training policy with stale weights. A
+  frozen model is packed once (0.3-0.5 s for 135M parameters here). The copies cost as much memory as the
+  weights, while the model lives.
 - **The KV cache.** `DynamicLayer.update` concatenates every layer's keys and values with the new token's at each
   step, so step t copies the whole cache (O(t) memory traffic per layer per step; 11 ms of a 70 ms step in the
   profile). `GrowingLayer` writes into a buffer allocated once for prompt + new tokens and returns views of its
@@ -105,6 +107,13 @@ def pack_weight(weight: Any) -> Any:
 
 _PACKED: "weakref.WeakKeyDictionary[torch.nn.Linear, tuple[tuple[int, int], torch.Tensor]]" = (
     weakref.WeakKeyDictionary())
+
+
+def forget_packed(model: Any) -> None:
+    """Drop the packed copies of `model`'s linear layers, so the next generation packs its weights as they are now
+    (for a model whose weights an optimizer may have changed without a version bump)."""
+    for module in model.modules():
+        _PACKED.pop(module, None)
 
 
 def _packed_forward(module: torch.nn.Linear) -> Any:

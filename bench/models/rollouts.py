@@ -14,7 +14,16 @@ from typing import Any, Protocol
 from bench.errors import BenchError, UnknownNameError
 from bench.models.backbones import Backbone
 from bench.models.rollout_cache import RolloutCache
-from bench.models.sampling import Chat, SamplingSettings, batch_seed, check_context, prompt_token_ids
+from bench.models.sampling import (
+    Chat,
+    SampledCompletion,
+    SamplingSettings,
+    batch_seed,
+    check_context,
+    prompt_token_ids,
+    token_batch_seed,
+)
+from bench.models.token_sampling import SampledLogprobs, sampled_warpers, shared_prefill
 
 BACKENDS = ("transformers", "vllm")
 
@@ -43,13 +52,22 @@ class TransformersEngine:
     """Batched `model.generate` with left padding and KV cache, greedy or sampled (on CPU in float32, with
     oneDNN linear layers and a preallocated cache: `bench.models.cpu_decoding`).
 
-    Prompts are rendered with the tokenizer's chat template (add_generation_prompt) and processed in their given
-    order, `batch_size` at a time. Each batch samples under `torch.manual_seed(batch_seed(...))` inside a forked
+    Two entry points. `generate` takes chat prompts, renders them with the tokenizer's chat template
+    (add_generation_prompt) and returns texts; `generate_tokens` takes prompts already rendered as token ids and
+    returns tokens with their log-probs (RL rollouts, `algorithms.rollout_hook`). Prompts are processed in their
+    given order, `batch_size` at a time. Each batch samples under `torch.manual_seed(<batch seed>)` inside a forked
     RNG state, so results are reproducible and the caller's RNG stream is untouched. The same prompt can give
     slightly different greedy text in a batch of different composition (padding changes float rounding).
+    `live=True` is for a model that trains between calls (validation, RL rollouts): every call decodes its weights as
+    they are then (`bench.models.cpu_decoding.forget_packed`), whatever optimizer changed them.
+
+    Sampling applies exactly the logits warpers `model.generate` would build for the same settings, in its order
+    (temperature, top-k, top-p: `GenerationMixin._get_logits_processor`, transformers 5.23), but passed as an
+    explicit processor list so that a last processor can read the log-probs of the distribution each token is drawn
+    from; the draws themselves (`torch.multinomial` under the same RNG state) are unchanged.
     """
 
-    def __init__(self, backbone: Backbone, batch_size: int = 8, progress: bool = True) -> None:
+    def __init__(self, backbone: Backbone, batch_size: int = 8, progress: bool = True, live: bool = False) -> None:
         if batch_size < 1:
             raise BenchError(f"batch_size must be at least 1, got {batch_size}.")
         if backbone.tokenizer.chat_template is None:
@@ -57,6 +75,7 @@ class TransformersEngine:
         self.backbone = backbone
         self.batch_size = batch_size
         self.progress = progress
+        self.live = live
         self.fingerprint = backbone.fingerprint
         self.tokens_generated = 0
         self.context = int(backbone.model.config.max_position_embeddings)
@@ -70,6 +89,7 @@ class TransformersEngine:
 
         encoded = [prompt_token_ids(self.backbone.tokenizer, prompt) for prompt in prompts]
         check_context([len(ids) for ids in encoded], settings, self.context, self.backbone.spec.name)
+        self._refresh_weights()
         results: list[list[str]] = []
         with tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not self.progress, leave=False) as bar:
             for start in range(0, len(prompts), self.batch_size):
@@ -79,46 +99,109 @@ class TransformersEngine:
                 bar.update(len(batch))
         return results
 
+    def generate_tokens(self, prompt_ids: Sequence[Sequence[int]], settings: SamplingSettings, seed: int,
+                        eos_ids: Sequence[int] | None = None) -> list[list[SampledCompletion]]:
+        """`settings.num_return_sequences` completions per prompt ([prompt_len] token ids, already rendered), with
+        their log-probs; `eos_ids` (default: the generation config's) end a completion.
+
+        The copies of a prompt share one prefill: the batch's distinct prompts run through the model once (all but
+        their last token), the KV cache is repeated per copy, and `generate` continues from it, so a group of G
+        completions costs one prompt's prefill, not G (`model.generate`'s `num_return_sequences` expands the inputs
+        before the prefill). Each batch of `batch_size` prompts is seeded by `token_batch_seed(seed, ...)`.
+        """
+        lengths = [len(ids) for ids in prompt_ids]
+        check_context(lengths, settings, self.context, self.backbone.spec.name)
+        eos = list(eos_ids) if eos_ids is not None else self._eos_ids()
+        self._refresh_weights()
+        results: list[list[SampledCompletion]] = []
+        for start in range(0, len(prompt_ids), self.batch_size):
+            batch = [list(ids) for ids in prompt_ids[start : start + self.batch_size]]
+            recorder = SampledLogprobs()
+            new_tokens = self._sample(batch, settings, token_batch_seed(seed, batch, settings), eos,
+                                      share_prefill=True, recorder=recorder)
+            rows = new_tokens.tolist()
+            completions = []
+            for row, row_logprobs in zip(rows, recorder.finish(new_tokens).tolist(), strict=True):
+                end = self._count(row, eos)
+                completions.append(SampledCompletion(row[:end], row_logprobs[:end]))
+            copies = len(rows) // len(batch)
+            for index in range(len(batch)):
+                group = completions[index * copies : (index + 1) * copies]
+                results.append(group * settings.num_return_sequences if copies == 1 else group)
+        return results
+
+    def _refresh_weights(self) -> None:
+        """For a live model, forget the packed weights of the previous call (see `live`)."""
+        if self.live:
+            from bench.models.cpu_decoding import forget_packed
+
+            forget_packed(self.backbone.model)
+
     def _generate_batch(self, batch_ids: list[list[int]], settings: SamplingSettings, seed: int) -> list[list[str]]:
         """Generate for one batch of token-id prompts; returns texts grouped per prompt."""
+        eos_ids = self._eos_ids()
+        rows = self._sample(batch_ids, settings, seed, eos_ids, share_prefill=False, recorder=None).tolist()
+        copies = len(rows) // len(batch_ids)
+        texts: list[list[str]] = []
+        for prompt_index in range(len(batch_ids)):
+            group = rows[prompt_index * copies : (prompt_index + 1) * copies]
+            completions = [self._decode(row, eos_ids) for row in group]
+            texts.append(completions * settings.num_return_sequences if copies == 1 else completions)
+        return texts
+
+    def _sample(self, batch_ids: list[list[int]], settings: SamplingSettings, seed: int, eos_ids: list[int],
+                share_prefill: bool, recorder: SampledLogprobs | None) -> Any:
+        """One `model.generate` call for a batch of token-id prompts, left-padded: the new tokens of every row,
+        [batch x copies, new] (copies of a prompt adjacent, padded after EOS; one copy when greedy). A `recorder`
+        runs last in the logits processors and keeps the log-probs of the drawn tokens (`SampledLogprobs.finish`);
+        evaluation passes none and pays no log-softmax per step."""
         import torch
+        from transformers import LogitsProcessorList
 
         from bench.models.cpu_decoding import cpu_decoding
 
         model = self.backbone.model
-        tokenizer = self.backbone.tokenizer
-        pad_id = tokenizer.pad_token_id
+        pad_id = self.backbone.tokenizer.pad_token_id
         width = max(len(ids) for ids in batch_ids)
         input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch_ids], device=model.device)
         attention_mask = torch.tensor(
             [[0] * (width - len(ids)) + [1] * len(ids) for ids in batch_ids], device=model.device
         )
         copies = 1 if settings.greedy else settings.num_return_sequences
-        eos_ids = self._eos_ids()
+        processors = sampled_warpers(settings) + ([recorder] if recorder is not None else [])
         devices = [model.device.index or 0] if model.device.type == "cuda" else []
         with (torch.random.fork_rng(devices=devices), torch.inference_mode(),
               cpu_decoding(model, width + settings.max_new_tokens) as cpu_kwargs):
             torch.manual_seed(seed)
+            kwargs = dict(cpu_kwargs)
+            returns = copies
+            if share_prefill and copies > 1 and width > 1:
+                kwargs["past_key_values"] = shared_prefill(model, input_ids, attention_mask, copies,
+                                                           kwargs.get("past_key_values"))
+                input_ids = input_ids.repeat_interleave(copies, dim=0)
+                attention_mask = attention_mask.repeat_interleave(copies, dim=0)
+                returns = 1
             output = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                generation_config=self._generation_config(settings, copies, eos_ids, pad_id),
-                **cpu_kwargs,
+                generation_config=self._generation_config(settings, returns, eos_ids, pad_id),
+                logits_processor=LogitsProcessorList(processors),
+                **kwargs,
             )
-        new_tokens = output[:, width:].tolist()
-        texts: list[list[str]] = []
-        for prompt_index in range(len(batch_ids)):
-            rows = new_tokens[prompt_index * copies : (prompt_index + 1) * copies]
-            completions = [self._decode(row, eos_ids) for row in rows]
-            texts.append(completions * settings.num_return_sequences if settings.greedy else completions)
-        return texts
+        return output[:, width:]
+
+    def _count(self, row: list[int], eos_ids: list[int]) -> int:
+        """Length of a generated row up to and including its first EOS (padding after it excluded); counted in
+        `tokens_generated`."""
+        end = next((i + 1 for i, token in enumerate(row) if token in eos_ids), len(row))
+        self.tokens_generated += end
+        return end
 
     def _decode(self, row: list[int], eos_ids: list[int]) -> str:
-        """Text of one generated row before its first EOS (special tokens stripped); counts the generated tokens,
-        EOS included, padding after it excluded."""
-        end = next((i for i, token in enumerate(row) if token in eos_ids), None)
-        self.tokens_generated += len(row) if end is None else end + 1
-        return self.backbone.tokenizer.decode(row if end is None else row[:end], skip_special_tokens=True)
+        """Text of one generated row before its first EOS (special tokens stripped); counts the generated tokens."""
+        end = self._count(row, eos_ids)
+        body = row[: end - 1] if row[end - 1] in eos_ids else row[:end]
+        return self.backbone.tokenizer.decode(body, skip_special_tokens=True)
 
     def _eos_ids(self) -> list[int]:
         """EOS ids of the generation config (end-of-turn included), else the tokenizer's EOS."""
@@ -130,12 +213,13 @@ class TransformersEngine:
     @staticmethod
     def _generation_config(settings: SamplingSettings, copies: int, eos_ids: list[int], pad_id: int) -> Any:
         """Explicit settings, so that a model's shipped sampling defaults (top_k, repetition penalty) never leak
-        in and the transformers and vLLM backends sample the same distribution."""
+        in and the transformers and vLLM backends sample the same distribution. Sampling sets every warper to
+        "off" here (temperature 1, top-k 0, top-p 1): the warpers come as explicit processors (`sampled_warpers`)."""
         from transformers import GenerationConfig
 
         sampling: dict[str, Any] = {"do_sample": False}
         if not settings.greedy:
-            sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0}
+            sampling = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
         return GenerationConfig(
             max_new_tokens=settings.max_new_tokens,
             min_new_tokens=settings.max_new_tokens if settings.ignore_eos else None,

@@ -1,5 +1,6 @@
 """What both rollout engines (transformers and vLLM) share: the chat prompt type, the sampling settings, the
-per-batch seed, prompt tokenisation with the chat template, and the context-length check."""
+per-batch seed, prompt tokenisation with the chat template, the context-length check, and the token-level result
+(`SampledCompletion`)."""
 
 import hashlib
 import json
@@ -15,13 +16,15 @@ Chat = Sequence[Mapping[str, str]]
 @dataclass(frozen=True)
 class SamplingSettings:
     """How completions are sampled. temperature 0 means greedy (then all return sequences are identical).
-    `ignore_eos` forces exactly `max_new_tokens` tokens (throughput measurements)."""
+    `top_k` 0 and `top_p` 1 filter nothing (TRL's GRPOConfig defaults). `ignore_eos` forces exactly
+    `max_new_tokens` tokens (throughput measurements, fixed-length step timings)."""
 
     max_new_tokens: int = 400
     temperature: float = 0.0
     top_p: float = 1.0
     num_return_sequences: int = 1
     ignore_eos: bool = False
+    top_k: int = 0
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -32,20 +35,48 @@ class SamplingSettings:
             raise BenchError(f"top_p must be in (0, 1], got {self.top_p}.")
         if self.num_return_sequences < 1:
             raise BenchError(f"num_return_sequences must be at least 1, got {self.num_return_sequences}.")
+        if self.top_k < 0:
+            raise BenchError(f"top_k must be >= 0 (0 = no top-k filter), got {self.top_k}.")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
     def key(self) -> str:
-        """A stable string of all fields, for cache keys."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """A stable string of all fields, for cache keys. `top_k` is left out while 0 (no filter), so the keys and
+        seeds of settings written before it existed do not move."""
+        fields = asdict(self)
+        if self.top_k == 0:
+            del fields["top_k"]
+        return json.dumps(fields, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class SampledCompletion:
+    """One completion as tokens (`TransformersEngine.generate_tokens`, `vllm_backend.sample_tokens`): `token_ids`
+    [n], up to and including the first EOS (no EOS when cut at `max_new_tokens`), and `logprobs` [n], each token's
+    log-probability under the distribution it was drawn from, after temperature, top-k and top-p (the "processed"
+    log-probs TRL's vLLM path returns: `logprobs_mode="processed_logprobs"` in trl/generation/vllm_generation.py)."""
+
+    token_ids: list[int]
+    logprobs: list[float]
 
 
 def batch_seed(seed: int, prompts: Sequence[Chat], settings: SamplingSettings) -> int:
     """A 63-bit seed from the run seed, the batch's prompts and the settings: the same batch always samples the
     same way, whatever ran before it."""
-    payload = json.dumps([seed, [[dict(m) for m in p] for p in prompts], settings.key()], sort_keys=True)
+    return derived_seed(seed, [[dict(m) for m in p] for p in prompts], settings.key())
+
+
+def token_batch_seed(seed: int, prompt_ids: Sequence[Sequence[int]], settings: SamplingSettings) -> int:
+    """`batch_seed` for prompts given as token ids (the engine's token-level API)."""
+    return derived_seed(seed, [list(ids) for ids in prompt_ids], settings.key())
+
+
+def derived_seed(*parts: Any) -> int:
+    """A 63-bit seed hashed from JSON-serialisable parts (SHA-256 of their JSON): stable across processes and
+    Python versions, unlike `hash()`."""
+    payload = json.dumps(list(parts), sort_keys=True)
     return int.from_bytes(hashlib.sha256(payload.encode("utf-8")).digest()[:8], "big") >> 1
 
 

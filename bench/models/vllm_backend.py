@@ -1,6 +1,7 @@
 """The vLLM rollout backend (CUDA only, optional `gpu` extra), written against vLLM's documented offline API:
-`vllm.LLM(model=..., seed=..., dtype=..., gpu_memory_utilization=...)` and
-`LLM.chat(messages, sampling_params=[SamplingParams(...)], use_tqdm=..., add_generation_prompt=True)`.
+`vllm.LLM(model=..., seed=..., dtype=..., gpu_memory_utilization=...)`,
+`LLM.chat(messages, sampling_params=[SamplingParams(...)], use_tqdm=..., add_generation_prompt=True)` and, for RL
+rollouts on token ids, `LLM.generate([{"prompt_token_ids": ids}], sampling_params=[...])` (`sample_tokens`).
 
 vLLM is imported only when an engine is built. vLLM loads the model itself from `backbone.path`; the backbone's
 transformers copy is not used, so load the backbone on CPU (or `device="meta"` with `random_init`) to leave GPU
@@ -12,7 +13,8 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.models.backbones import Backbone
-from bench.models.sampling import Chat, SamplingSettings, batch_seed, check_context, prompt_token_ids
+from bench.models.sampling import Chat, SampledCompletion, SamplingSettings
+from bench.models.sampling import batch_seed, check_context, prompt_token_ids, token_batch_seed
 
 MISSING_VLLM = "backend 'vllm' needs the gpu extra: pip install 'bench[gpu]' (CUDA only)"
 
@@ -87,6 +89,42 @@ class VLLMEngine:
             self.tokens_generated += sum(len(completion.token_ids) for completion in output.outputs)
             results.append(texts * settings.num_return_sequences if settings.greedy else texts)
         return results
+
+
+def sample_tokens(llm: Any, prompt_ids: Sequence[Sequence[int]], settings: SamplingSettings, seed: int,
+                  eos_ids: Sequence[int]) -> list[list[SampledCompletion]]:
+    """`settings.num_return_sequences` completions per token-id prompt from a `vllm.LLM` (TRL's colocated one in
+    RL training), each with the log-prob of every sampled token, the engine's token-level result
+    (`TransformersEngine.generate_tokens`).
+
+    One request per prompt with `n` samples, so vLLM prefills it once; seeded per prompt from `seed`; `eos_ids`
+    stop a completion and stay in its tokens (`stop_token_ids`); `logprobs=0` returns the sampled token's
+    log-prob, processed (after temperature and top-k/top-p) when the engine runs with
+    `logprobs_mode="processed_logprobs"`, as TRL starts it. top_k 0 means no top-k filter in vLLM as in TRL's
+    config (trl/generation/vllm_generation.py passes it through unchanged).
+    """
+    vllm = import_vllm()
+    params = [
+        vllm.SamplingParams(
+            n=settings.num_return_sequences,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            top_k=settings.top_k,
+            max_tokens=settings.max_new_tokens,
+            min_tokens=settings.max_new_tokens if settings.ignore_eos else 0,
+            stop_token_ids=list(eos_ids),
+            seed=token_batch_seed(seed, [ids], settings),
+            logprobs=0,
+        )
+        for ids in prompt_ids
+    ]
+    outputs = llm.generate([{"prompt_token_ids": list(ids)} for ids in prompt_ids], sampling_params=params,
+                           use_tqdm=False)
+    return [[SampledCompletion(list(sample.token_ids),
+                               [step[token].logprob for token, step in zip(sample.token_ids, sample.logprobs,
+                                                                          strict=True)])
+             for sample in output.outputs]
+            for output in outputs]
 
 
 def grpo_vllm_kwargs(gpu_memory_utilization: float = 0.3, max_model_length: int | None = None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """One table's numbers: every method's cells with two-level bootstrap CIs, and the declared testing family on the
-primary metric (each method against the baseline and against the reference method), Holm-corrected.
+primary metric (each method against the baseline and against the reference method, and each RL method against its
+null control `<method>+null`, where that ran), Holm-corrected.
 
 Only the primary metric is tested (one declared metric, NDCG@20 by default; Holm 1979 over the family of
 comparisons): the other metrics get intervals, not marks. A comparison is `b` (the method) against `a` (the baseline
@@ -124,6 +125,11 @@ class TableAnalysis:
                 "cells": cells, "comparisons": comparisons}
 
 
+def null_control(name: str) -> str:
+    """The label of a method's null control (`grpo` -> `grpo+null`; `RunSpec.method_label` puts `+null` last)."""
+    return f"{name}+null"
+
+
 def _find(methods: dict[str, MethodRuns], label: str, notes: list[str], role: str) -> str | None:
     """The method named `label` (or its first digest-qualified configuration)."""
     names = [name for name in methods if name == label or name.startswith(f"{label} [")]
@@ -245,6 +251,10 @@ def analyse(group: Group, options: AnalysisOptions = AnalysisOptions()) -> Table
         for name in names:
             if other is not None and name != other and not any({name, other} == {a, b} for a, b, _ in pairs):
                 pairs.append((other, name, role))
+    for name in names:
+        control = null_control(name)
+        if control in methods and not any({name, control} == {a, b} for a, b, _ in pairs):
+            pairs.append((control, name, "null"))
     primary = options.primary
     raw = [(a, b, role, _compare(methods[a], methods[b], resampled[(a, primary)], resampled[(b, primary)], records,
                                  options)) for a, b, role in pairs]

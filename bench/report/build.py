@@ -108,8 +108,8 @@ def _legend(analysis: TableAnalysis) -> list[str]:
             (f"Δ = method - comparator (▲ higher, ▼ lower) with its CI from the same bootstrap. p / Holm: two-sided "
              f"permutation test whose unit is the seed (paired by seed where runs share an SFT start; the test "
              f"example only when both methods are deterministic), then Holm over the family of {m} comparisons "
-             f"(every method against {analysis.reference} and against {analysis.baseline}, {options.primary} "
-             f"only); (sig.) marks Holm p < {options.alpha}. \"≤ x (floor)\": the smallest p the test can give "
+             f"(every method against {analysis.reference} and against {analysis.baseline}, and every RL method "
+             f"against its null control +null where it ran; {options.primary} only); (sig.) marks Holm p < {options.alpha}. \"≤ x (floor)\": the smallest p the test can give "
              f"with these runs. P(better): probability that a run of the method beats a run of the comparator "
              f"(Agarwal et al. 2021) with its CI. \"untested\": no test of that pair. Other metrics get "
              f"intervals, not tests (All metrics, below).")]
@@ -143,13 +143,15 @@ def _curve_blocks(group: Group, analysis: TableAnalysis, folder: Path, options: 
     primary = analysis.options.primary
     metrics = tuple(dict.fromkeys((primary, *CURVE_METRICS)))
     sizes = sorted({run.spec.settings.validation_size for name in curves for run in analysis.methods[name].runs})
-    blocks: list[Block] = [f"Validation curves ({', '.join(map(str, sizes))} validation prompts, greedy). "
-                           + " ".join(notes)]
+    blocks: list[Block] = [f"Validation curves ({', '.join(map(str, sizes))} validation prompts, greedy; SFT on "
+                           f"the subset it picks its checkpoint on, RL on a disjoint monitor subset of as many, so "
+                           f"RL's step 0 is an unbiased estimate of its start). " + " ".join(notes)]
     if convergence_plot(curves, metrics, group.key.title, folder / "convergence.png"):
         blocks.append(Figure(folder / "convergence.png",
                              f"Validation {', '.join(metrics)} on {', '.join(map(str, sizes))} validation prompts "
                              f"against the cumulative step (SFT steps, then RL: RL step 0 is SFT's last step) and "
-                             f"cumulative wall time. Thin lines: one seed each; thick: mean over seeds."))
+                             f"cumulative wall time (SFT and RL on disjoint validation subsets). Thin lines: one seed each; "
+                             f"thick: mean over seeds."))
     steps = steps_to_reach(curves, primary, options.target_fraction, options.target)
     if steps is None:
         blocks.append(f"Steps to reach: no target, since no trained method's mean final validation {primary} rose "

@@ -26,7 +26,8 @@ from bench.runs.specs import ALGORITHMS, RunSpec, canonical, spec_from_json
 NO_MODEL = "none"
 SEEDED_UNTRAINED = ("random",)
 """Untrained methods whose output depends on the seed: a single run of one is not known to be deterministic."""
-RATIO_COLUMNS = {"in_catalog_rate": ("n_in_catalog", "n_parsed"), "format_rate": ("n_parsed", "n_lines")}
+RATIO_COLUMNS = {"in_catalog_rate": ("n_in_catalog", "n_parsed"), "format_rate": ("n_parsed", "n_lines"),
+                 "duplicate_rate": ("n_duplicates", "n_parsed")}
 """Item-level rates: (numerator, denominator) fields of an example's scores."""
 MEAN_COLUMNS = tuple(f"recall@{k}" for k in KS) + tuple(f"ndcg@{k}" for k in KS)
 TABLE_COLUMNS = MEAN_COLUMNS + tuple(RATIO_COLUMNS)

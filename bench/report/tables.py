@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.report.analysis import TableAnalysis
+from bench.report.analysis import TableAnalysis, null_control
 from bench.report.curves import AreaRow, StepsToReach
 from bench.report.data import TABLE_COLUMNS
 from bench.report.diagnostics import (
@@ -34,7 +34,7 @@ from bench.report.stats import Interval
 
 COLUMN_TITLES = {**{f"recall@{k}": f"Recall@{k}" for k in (5, 10, 15, 20)},
                  **{f"ndcg@{k}": f"NDCG@{k}" for k in (5, 10, 15, 20)},
-                 "in_catalog_rate": "In-catalog", "format_rate": "Format"}
+                 "in_catalog_rate": "In-catalog", "format_rate": "Format", "duplicate_rate": "Duplicates"}
 UNTESTED = "untested"
 UNRELIABLE = "*"
 
@@ -115,18 +115,26 @@ def _versus(analysis: TableAnalysis, name: str, other: str) -> tuple[str, str, s
 
 
 def lead_table(analysis: TableAnalysis) -> TextTable:
-    """Primary metric per method, and its differences to the reference method and the baseline."""
+    """Primary metric and duplicate rate per method, and the primary's differences to the reference method, the
+    baseline and (where one ran) the method's null control."""
     primary = COLUMN_TITLES.get(analysis.options.primary, analysis.options.primary)
-    headers = ["method", "runs", f"{primary} [95% CI]"]
+    headers = ["method", "runs", f"{primary} [95% CI]", "duplicate rate"]
     roles = [(role, name) for role, name in (("reference", analysis.reference), ("baseline", analysis.baseline))
              if name is not None]
     for _, name in roles:
         headers += [f"Δ vs {name} [95% CI]", f"p / Holm vs {name}", f"P(better than {name}) [CI]"]
+    controls = any(null_control(name) in analysis.methods for name in analysis.methods)
+    if controls:
+        headers += ["Δ vs its null control [95% CI]", "p / Holm vs null"]
     rows = []
     for name in analysis.methods:
-        row = [name, runs_text(analysis, name), interval_text(analysis.cells[(name, analysis.options.primary)])]
+        row = [name, runs_text(analysis, name), interval_text(analysis.cells[(name, analysis.options.primary)]),
+               f"{analysis.cells[(name, 'duplicate_rate')].mean:.3f}"]
         for _, other in roles:
             row += list(_versus(analysis, name, other))
+        if controls:
+            row += list(_versus(analysis, name, null_control(name))[:2]) if null_control(name) in analysis.methods \
+                else ["", ""]
         rows.append(tuple(row))
     return TextTable(tuple(headers), tuple(rows))
 

@@ -104,7 +104,7 @@ PRESETS: dict[str, Preset] = {
     "testbed": Preset(
         "testbed", eval_limit=None, max_new_tokens=192, eval_batch_size=32,
         sft_epochs=10.0, sft_max_steps=300, sft_lr=3e-3, sft_batch_size=16,
-        rl_steps=80, rl_lr=1e-4, num_generations=8, prompts_per_step=4, beta=0.0, temperature=1.0, mu=1,
+        rl_steps=80, rl_lr=1e-5, num_generations=8, prompts_per_step=4, beta=0.0, temperature=0.3, mu=1,
         eval_interval=20, validation_size=200, max_prompt_tokens=256),
     "paper": Preset(
         "paper", eval_limit=None, max_new_tokens=1024, eval_batch_size=64,
@@ -122,8 +122,10 @@ RL 16 steps of 2 prompts x G=4 (generation plus one 8-sequence update; 84 s for 
 pretrained backbone" has the measured total.
 
 `testbed` is the calibrated CPU testbed for the tiny backbone on `synthetic:testbed` (results/testbed/README.md):
-the SFT of the regression check (300 steps of 16 at lr 3e-3), then 80 RL steps of 4 prompts x G=8 at lr 1e-4 (the
-prototype's rate, DESIGN.md), every method alike; greedy evaluation of the 200 test examples.
+the SFT of the regression check (300 steps of 16 at lr 3e-3), then 80 RL steps of 4 prompts x G=8, every method
+alike, at the temperature (0.3) and learning rate (1e-5) that `bench calibrate`'s rules chose from SFT starts and
+null controls on calibration seeds 100-102 (results/testbed/PROCEDURE.md, results/calibration/); greedy evaluation
+of the 200 test examples.
 
 `paper` eval_interval 200 is the authors' checkpoint interval (train_rank_grpo.py:96, README.MD:117) at which
 they validate RL (evaluate/eval_grpo_val.py `--step_interval 200`, README.MD:163)."""

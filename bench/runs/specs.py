@@ -92,6 +92,11 @@ class RunSpec:
     linear layer. Left out of the digest while 0, so runs without LoRA keep their ids."""
     lora_alpha: float | None = None
     lora_targets: str = "all-linear"
+    rl_rollouts: str | None = None
+    """How RL training generates its rollouts: "engine" (the shared engine through TRL's `rollout_func`,
+    `algorithms.rollout_hook`; the default) or "trl" (TRL's own `generate`). None for other methods, and in RL specs
+    written before the field existed (they ran TRL's `generate`); left out of the digest while None, so the ids of
+    every other method's runs do not move."""
 
     @property
     def preset(self) -> str:
@@ -130,6 +135,8 @@ class RunSpec:
         data = self.to_json()
         if self.lora_r == 0:
             data = {key: value for key, value in data.items() if key not in LORA_FIELDS}
+        if self.rl_rollouts is None:
+            del data["rl_rollouts"]
         payload = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(payload).hexdigest()[:10]
 
@@ -184,8 +191,11 @@ def _resolve_rl(spec: RunSpec, loss_type_given: bool) -> RunSpec:
     loss_type = spec.loss_type or _default_loss_type(spec.algo)
     if loss_type not in LOSS_TYPES:
         raise UnknownNameError("loss type", loss_type, list(LOSS_TYPES))
+    rl_rollouts = spec.rl_rollouts or RL_ROLLOUTS[0]
+    if rl_rollouts not in RL_ROLLOUTS:
+        raise UnknownNameError("RL rollout path (--rl-rollouts)", rl_rollouts, list(RL_ROLLOUTS))
     clip = CLIPPING[spec.algo]
-    spec = replace(spec, loss_type=loss_type,
+    spec = replace(spec, loss_type=loss_type, rl_rollouts=rl_rollouts,
                    epsilon_low=clip.low if spec.epsilon_low is None else spec.epsilon_low,
                    epsilon_high=clip.high if spec.epsilon_high is None else spec.epsilon_high)
     settings = spec.settings
@@ -201,6 +211,8 @@ def _resolve_rl(spec: RunSpec, loss_type_given: bool) -> RunSpec:
 
 
 RL_ALGORITHMS = ("grpo", "gspo", "rank_grpo")
+RL_ROLLOUTS = ("engine", "trl")
+"""RL generation paths (`RunSpec.rl_rollouts`); the first is the default."""
 REWARD_SIGNALS = ("real", "shuffled")
 LORA_FIELDS = ("lora_r", "lora_alpha", "lora_targets")
 RL_SETTINGS = ("rl_steps", "rl_lr", "num_generations", "prompts_per_step", "beta", "temperature", "mu", "rl_epochs",
@@ -213,7 +225,7 @@ def canonical(spec: RunSpec) -> RunSpec:
     if spec.algo not in RL_ALGORITHMS:
         preset = get_preset(spec.preset)
         spec = replace(spec, settings=replace(spec.settings, **{name: getattr(preset, name) for name in RL_SETTINGS}),
-                       epsilon_low=None, epsilon_high=None, loss_type=None)
+                       epsilon_low=None, epsilon_high=None, loss_type=None, rl_rollouts=None)
     if spec.algo not in RL_ALGORITHMS:
         spec = replace(spec, reward_signal="real")
     if spec.algo != "rank_grpo":

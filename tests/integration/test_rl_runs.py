@@ -169,6 +169,40 @@ def test_rl_smoke_run_trains_the_sft_model(results: Path, algo: str):
     assert (spec["epsilon_low"], spec["epsilon_high"], spec["loss_type"]) == clip
 
 
+def test_null_control_logs_real_scores_and_feeds_calibration(results: Path):
+    result = CliRunner().invoke(app, ["run", "--algo", "grpo", "--reward-signal", "shuffled", *RL_ARGS,
+                                      "--results-dir", str(results)])
+    assert result.exit_code == 0, result.output
+    (folder,) = [path for path in (results / "runs").iterdir()
+                 if json.loads((path / "spec.json").read_text())["reward_signal"] == "shuffled"]
+    assert "grpo+null" in result.output
+    log = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    assert all({"sampled_ndcg@20", "best_of_g_ndcg@20"} <= line.keys() for line in log)
+    assert all(line["best_of_g_ndcg@20"] >= line["sampled_ndcg@20"] for line in log)
+    curve = RunFolder(folder).read_curve()
+    assert {"batch_greedy_ndcg@20", "batch_sampled_ndcg@20", "ndcg@20_se"} <= curve[-1].keys()
+    # the rewards TRL got are the real ones (from the logged hits) permuted within each group, and not all in place
+    data = load_dataset("redial")
+    scorer = algorithms.rl.ListRewards({example.id: example for example in data.split("train")}, data.catalog)
+    records = [json.loads(line) for line in (folder / "rollouts.jsonl").read_text().splitlines()]
+    moved = 0
+    for start in range(0, len(records), G):
+        group = records[start:start + G]
+        real = [scorer.ndcg(record["hits"], record["example_id"]) for record in group]
+        assert sorted(record["reward"] for record in group) == pytest.approx(sorted(real))
+        moved += any(record["reward"] != pytest.approx(value) for record, value in zip(group, real))
+    assert moved > 0
+    calibrated = CliRunner().invoke(app, ["calibrate", "--dataset", "redial", "--preset", "smoke", "--seeds", "0",
+                                          "--temperatures", "0.5,1.0", "--prompts", "2", *RL_ARGS[4:],
+                                          "--results-dir", str(results)])
+    assert calibrated.exit_code == 0, calibrated.output
+    assert "grpo+null lr 0.0001: 1 seeds" in calibrated.output and "n/a (one seed)" in calibrated.output
+    written = json.loads((results / "calibration" / "redial-tiny-smoke.json").read_text())
+    assert [row["temperature"] for row in written["temperatures"]] == [0.5, 1.0]
+    assert written["null_drift"][0]["method"] == "grpo"
+    assert (written["learning_rate"], written["learning_rate_qualified"]) == (1e-4, False)  # one seed: no bound
+
+
 def _config(algo: str, tmp_path: Path, preset: str = "smoke", report_to: str = "none", **fields: Any) -> Any:
     spec = make_spec(algo, "tiny", preset, **fields)
     context = RunContext(spec, load_dataset(spec.dataset), RunFolder(tmp_path), tmp_path, tmp_path,

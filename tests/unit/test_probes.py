@@ -25,13 +25,18 @@ def test_fixed_completions_are_fixed_and_cover_the_cases() -> None:
 
 
 class _Tokenizer:
-    """Ids are character codes; the chat template is the concatenated contents."""
-
-    def apply_chat_template(self, messages: list[dict[str, str]], **_: Any) -> dict[str, list[int]]:
-        return {"input_ids": [ord(c) for message in messages for c in message["content"]]}
+    """Ids are character codes."""
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
         return {"input_ids": [ord(c) for c in text]}
+
+
+class _Trainer:
+    """TRL's prompt tokenization, as the concatenated contents' character codes."""
+
+    @staticmethod
+    def _tokenize_prompts(prompts: list[list[dict[str, str]]]) -> tuple[list[list[int]], None, dict]:
+        return [[ord(c) for message in prompt for c in message["content"]] for prompt in prompts], None, {}
 
 
 def test_replay_answers_the_kth_repeat_of_a_prompt_with_its_kth_completion() -> None:
@@ -40,7 +45,7 @@ def test_replay_answers_the_kth_repeat_of_a_prompt_with_its_kth_completion() -> 
     replay = ReplayRollouts(rows, {"x": ["x0", "x1"], "y": ["y0", "y1 is long"]}, _Tokenizer(), eos_id=0,
                             max_length=5)
     prompts = [rows[1]["prompt"], rows[0]["prompt"], rows[1]["prompt"], rows[0]["prompt"]]
-    output = replay(prompts, trainer=None)
+    output = replay(prompts, _Trainer())
     assert output["prompt_ids"] == [[ord("b")], [ord("a")], [ord("b")], [ord("a")]]
     assert output["completion_ids"] == [[ord("y"), ord("0"), 0], [ord("x"), ord("0"), 0],
                                         [ord(c) for c in "y1 is"], [ord("x"), ord("1"), 0]]  # cut at 5: no EOS

@@ -202,3 +202,12 @@ def test_with_null_plans_the_run_and_its_null_control() -> None:
     assert "rank_grpo: would write" in result.output and "rank_grpo+null: would write" in result.output
     refused = CliRunner().invoke(app, ["run", "--algo", "sft", "--with-null", "--dry-run"])
     assert refused.exit_code == 2 and "--with-null applies to RL methods" in refused.output
+
+
+def test_option_sets_refuse_clashing_flags() -> None:
+    from bench.cli_options import RLOptions, with_option_sets
+
+    def command(steps: int = 1, *, rl: RLOptions) -> None: ...
+
+    with pytest.raises(TypeError, match="option 'steps' of RLOptions clashes"):
+        with_option_sets(rl=RLOptions)(command)
