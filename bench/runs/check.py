@@ -81,6 +81,9 @@ class Grid:
 
 @dataclass(frozen=True)
 class CheckConfig:
+    """config.json, typed: the grids, the metrics compared, torch threads, perturbations, and the band rules of runs
+    and of probes; `raw` is the file as read (the reference keeps a copy, to tell when it is stale)."""
+
     grids: tuple[Grid, ...]
     metrics: tuple[str, ...]
     threads: int
@@ -105,6 +108,7 @@ class CheckConfig:
 
 
 def regenerate(reference: Path) -> str:
+    """The command that rewrites `<reference>/metrics.json`, as error messages quote it."""
     return f"`bench check --update --reference {reference}`"
 
 
