@@ -185,7 +185,9 @@ def sft_start(records: Sequence[RunRecord], record: RunRecord) -> RunRecord | No
 
 
 def group_runs(records: Sequence[RunRecord]) -> list[Group]:
-    """Tables per comparable setting and backbone; model-free runs join every backbone of their setting."""
+    """Tables per comparable setting and backbone; model-free runs join every backbone of their setting. The tables
+    with the most seeds of a trained method come first (the report leads with its best-replicated comparison), then
+    by setting."""
     by_key: dict[GroupKey, list[RunRecord]] = defaultdict(list)
     model_free: dict[GroupKey, list[RunRecord]] = defaultdict(list)
     for record in records:
@@ -195,5 +197,11 @@ def group_runs(records: Sequence[RunRecord]) -> list[Group]:
         backbones = [other for other in by_key if replace(other, model=NO_MODEL) == key]
         for backbone in backbones or [key]:
             by_key[backbone].extend(runs)
-    ordered = sorted(by_key, key=lambda k: (k.dataset, k.model, k.preset, k.split, k.protocol, k.eval_limit or 0))
+    def seeds(key: GroupKey) -> int:
+        trained = [record.spec.seed for record in by_key[key]
+                   if record.spec.algo in ALGORITHMS and ALGORITHMS[record.spec.algo].trained]
+        return len(set(trained))
+
+    ordered = sorted(by_key, key=lambda k: (-seeds(k), k.dataset, k.model, k.preset, k.split, k.protocol,
+                                            k.eval_limit or 0))
     return [Group(key, _methods(by_key[key])) for key in ordered]
