@@ -14,6 +14,7 @@ answers 200 with no choices; "drop" closes the connection without a reply.
 
 import json
 import re
+import signal
 import threading
 import time
 import uuid
@@ -294,6 +295,10 @@ def serve_until_interrupted(backbone: Backbone, host: str, port: int, backend: s
         raise BenchError(f"Cannot serve on {host}:{port}: {error.strerror or error}.") from None
     echo(f"serving {handle.model_name} at {handle.url} (bench run --model openai:{handle.model_name} "
          f"--base-url {handle.url}); Ctrl-C stops")
+    # Python installs its Ctrl-C handler only when SIGINT is not ignored at start, and a shell ignores it for
+    # background jobs; set it here so that Ctrl-C (and SIGTERM) stop the server however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
