@@ -289,16 +289,16 @@ def serve_until_interrupted(backbone: Backbone, host: str, port: int, backend: s
                             echo: Callable[[str], object]) -> None:
     """`bench serve`: serve `backbone` in the foreground, say where (and how to point `bench run` at it), and stop
     cleanly on Ctrl-C; a port that cannot be bound is a BenchError."""
+    # Python installs its Ctrl-C handler only when SIGINT is not ignored at start, and a shell ignores it for
+    # background jobs: set it before saying "serving", so Ctrl-C (and SIGTERM) stop it however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         handle = serve(backbone, host, port, backend=backend)
     except OSError as error:
         raise BenchError(f"Cannot serve on {host}:{port}: {error.strerror or error}.") from None
     echo(f"serving {handle.model_name} at {handle.url} (bench run --model openai:{handle.model_name} "
          f"--base-url {handle.url}); Ctrl-C stops")
-    # Python installs its Ctrl-C handler only when SIGINT is not ignored at start, and a shell ignores it for
-    # background jobs; set it here so that Ctrl-C (and SIGTERM) stop the server however it was started.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
