@@ -140,8 +140,8 @@ def per_device_batch(completions_per_step: int, num_processes: int) -> int:
     return completions_per_step // num_processes
 
 
-def _config(ctx: RunContext, output_dir: Path) -> Any:
-    """The TRL config of this run: GRPOConfig for grpo/gspo, RankGRPOConfig for rank_grpo.
+def rl_config(ctx: RunContext, output_dir: Path, **overrides: Any) -> Any:
+    """The TRL config of this run: GRPOConfig for grpo/gspo, RankGRPOConfig for rank_grpo (`overrides` on top).
 
     A step holds prompts_per_step x G completions over all processes, reached by gradient accumulation of
     `rl_micro_batch`-sized forward passes where set (TRL generates the whole step's batch at once and splits it).
@@ -170,6 +170,7 @@ def _config(ctx: RunContext, output_dir: Path) -> Any:
         from bench.models.vllm_backend import grpo_vllm_kwargs
 
         common.update(grpo_vllm_kwargs())
+    common.update(overrides)
     if spec.algo == "rank_grpo":
         return RankGRPOConfig(rank_reward=spec.reward, n_items=N_RANKS, length_shaping=spec.length_shaping,
                               missing_rank_credit=spec.missing_rank_credit, **common)
@@ -178,20 +179,36 @@ def _config(ctx: RunContext, output_dir: Path) -> Any:
     return GRPOConfig(**common)
 
 
-def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
-    """Train (or resume) from the SFT model; returns the final model directory of the run."""
+def make_rl_trainer(ctx: RunContext, model: str, tokenizer: Any, rewards: ListRewards, config: Any, dataset: Any,
+                    callbacks: list[Any], rollout_func: Any = None) -> Any:
+    """The run's trainer from `model` (a path): TRL's GRPOTrainer on the list reward for grpo/gspo, RankGRPOTrainer
+    on its per-rank hits for rank_grpo; LoRA from the spec; `rollout_func` replaces generation (TRL's hook)."""
     from trl import GRPOTrainer
 
-    from algorithms.lora import merge_adapters, spec_lora_config
+    from algorithms.lora import spec_lora_config
     from algorithms.rank_grpo_trainer import RankGRPOTrainer
+    from algorithms.training import declare_tied_head, quiet_console
+
+    common = dict(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks,
+                  peft_config=spec_lora_config(ctx.spec), rollout_func=rollout_func)
+    if ctx.spec.algo == "rank_grpo":
+        trainer = RankGRPOTrainer(rank_reward_fn=rewards.hits, **common)
+    else:
+        trainer = GRPOTrainer(reward_funcs=rewards, **common)
+    declare_tied_head(trainer.model)
+    quiet_console(trainer)
+    return trainer
+
+
+def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
+    """Train (or resume) from the SFT model; returns the final model directory of the run."""
+    from algorithms.lora import merge_adapters
     from algorithms.rollout_hook import rollout_kwargs
     from algorithms.training import (
         CurveLogger,
         curve_callback,
-        declare_tied_head,
         last_checkpoint,
         model_is_saved,
-        quiet_console,
         quiet_trl_deprecations,
         save_final_model,
         validation_subsets,
@@ -206,7 +223,7 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     buffer = RolloutBuffer()
     rewards = ListRewards({example.id: example for example in ctx.dataset.split("train")}, ctx.dataset.catalog,
                           buffer, ctx.spec.reward_signal, ctx.spec.seed)
-    config = _config(ctx, ctx.folder.checkpoints_dir)
+    config = rl_config(ctx, ctx.folder.checkpoints_dir)
     logger = CurveLogger(ctx, validation_subsets(ctx).rl_monitor(ctx.spec.dataset), rewards)
     trainer_ref: list[Any] = []
     callbacks = [train_log_callback(ctx.folder.train_log_path, buffer,
@@ -215,17 +232,8 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
                  curve_callback(logger, settings.eval_interval)]
     dataset = train_prompts(ctx.dataset.split("train"), start.tokenizer, settings.max_prompt_tokens)
     generation = rollout_kwargs(ctx.spec.rl_rollouts, ctx.spec.model)
-    if ctx.spec.algo == "rank_grpo":
-        trainer = RankGRPOTrainer(model=str(sft_dir), rank_reward_fn=rewards.hits, args=config,
-                                  train_dataset=dataset, processing_class=start.tokenizer, callbacks=callbacks,
-                                  peft_config=spec_lora_config(ctx.spec), **generation)
-    else:
-        trainer = GRPOTrainer(model=str(sft_dir), reward_funcs=rewards, args=config, train_dataset=dataset,
-                              processing_class=start.tokenizer, callbacks=callbacks,
-                              peft_config=spec_lora_config(ctx.spec), **generation)
+    trainer = make_rl_trainer(ctx, str(sft_dir), start.tokenizer, rewards, config, dataset, callbacks, **generation)
     trainer_ref.append(trainer)
-    declare_tied_head(trainer.model)
-    quiet_console(trainer)
     with quiet_trl_deprecations():
         trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
     merge_adapters(trainer)

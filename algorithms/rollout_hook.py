@@ -23,7 +23,7 @@ How the completions are made:
   an optimizer step may change them in place without a version bump (`bench.models.cpu_decoding`).
 - **One prefill per distinct prompt.** The G copies of a prompt go to the engine as one prompt with G return
   sequences, sharing one prefill.
-- **Sampling settings from the trainer's config**, which `algorithms.rl._config` builds from spec.json:
+- **Sampling settings from the trainer's config**, which `algorithms.rl.rl_config` builds from spec.json:
   temperature, top-p, top-k, `max_completion_length`, and `generation_kwargs={"min_new_tokens":
   max_completion_length}` (fixed-length timings). Anything else that changes TRL's sampling distribution (min-p,
   a repetition penalty, other generation kwargs) is refused with a one-line error rather than silently dropped.

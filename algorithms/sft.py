@@ -56,7 +56,7 @@ def demonstrations(ctx: RunContext) -> tuple[list[tuple[Example, str]], str]:
     return pairs, "groundtruth+popularity"
 
 
-def _sft_dataset(ctx: RunContext, tokenizer: Any, pairs: list[tuple[Example, str]]) -> Any:
+def sft_dataset(ctx: RunContext, tokenizer: Any, pairs: list[tuple[Example, str]]) -> Any:
     from datasets import Dataset as HFDataset
 
     from bench.models.prompt_trim import trim_prompt
@@ -67,22 +67,55 @@ def _sft_dataset(ctx: RunContext, tokenizer: Any, pairs: list[tuple[Example, str
     return HFDataset.from_list(rows)
 
 
+def sft_total_steps(ctx: RunContext, n_demonstrations: int) -> int:
+    """Optimizer steps of the run: the preset's `sft_max_steps`, else its epochs over the demonstrations."""
+    settings = ctx.spec.settings
+    return settings.sft_max_steps or math.ceil(max(1, n_demonstrations // settings.sft_batch_size) * settings.sft_epochs)
+
+
+def sft_config(ctx: RunContext, output_dir: Path, total_steps: int, **overrides: Any) -> Any:
+    """The run's TRL `SFTConfig` (schedule, batch, optimizer and device from the spec; `overrides` on top)."""
+    from trl import SFTConfig
+
+    from algorithms.training import device_arguments, micro_batches
+
+    settings = ctx.spec.settings
+    num_processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch` and torchrun
+    batch, accumulation = micro_batches(max(1, settings.sft_batch_size // num_processes), settings.sft_micro_batch)
+    arguments: dict[str, Any] = dict(
+        output_dir=str(output_dir), num_train_epochs=settings.sft_epochs,
+        max_steps=settings.sft_max_steps or -1, per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation, learning_rate=settings.sft_lr, optim=settings.optim,
+        lr_scheduler_type="cosine", warmup_steps=math.ceil(settings.sft_warmup_ratio * total_steps), logging_steps=1,
+        seed=ctx.spec.seed, max_length=settings.max_prompt_tokens + settings.max_new_tokens,
+        completion_only_loss=True, **device_arguments(ctx.report_to))
+    return SFTConfig(**{**arguments, **overrides})
+
+
+def make_sft_trainer(ctx: RunContext, backbone: Any, config: Any, train_dataset: Any, callbacks: list[Any]) -> Any:
+    """TRL's SFTTrainer on the backbone, as every SFT run builds it (LoRA from the spec; no console printer)."""
+    from trl import SFTTrainer
+
+    from algorithms.lora import spec_lora_config
+    from algorithms.training import declare_tied_head, quiet_console
+
+    declare_tied_head(backbone.model)
+    trainer = SFTTrainer(model=backbone.model, args=config, train_dataset=train_dataset,
+                         processing_class=backbone.tokenizer, callbacks=callbacks,
+                         peft_config=spec_lora_config(ctx.spec))
+    quiet_console(trainer)
+    return trainer
+
+
 def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     """Train (or resume, or reuse) the SFT model of this run; returns its directory and facts for the summary."""
-    from trl import SFTConfig, SFTTrainer
-
-    from algorithms.lora import merge_adapters, spec_lora_config
-
+    from algorithms.lora import merge_adapters
     from algorithms.training import (
         CurveLogger,
         curve_callback,
-        declare_tied_head,
-        device_arguments,
         last_checkpoint,
         load_best_checkpoint,
-        micro_batches,
         model_is_saved,
-        quiet_console,
         quiet_trl_deprecations,
         save_final_model,
         validation_subsets,
@@ -96,29 +129,16 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
         return model_dir, facts
     backbone = ctx.load_backbone()
     settings = ctx.spec.settings
-    train_dataset = _sft_dataset(ctx, backbone.tokenizer, pairs)
-    steps_per_epoch = max(1, len(pairs) // settings.sft_batch_size)
-    total_steps = settings.sft_max_steps or math.ceil(steps_per_epoch * settings.sft_epochs)
+    train_dataset = sft_dataset(ctx, backbone.tokenizer, pairs)
+    total_steps = sft_total_steps(ctx, len(pairs))
     interval = max(1, total_steps // 8)
     ctx.stage(f"SFT training: {total_steps} steps of {settings.sft_batch_size} demonstrations ({source}), "
               f"validation every {interval}", "its test evaluation")
-    num_processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch` and torchrun
-    batch, accumulation = micro_batches(max(1, settings.sft_batch_size // num_processes), settings.sft_micro_batch)
-    config = SFTConfig(
-        output_dir=str(ctx.folder.checkpoints_dir), num_train_epochs=settings.sft_epochs,
-        max_steps=settings.sft_max_steps or -1, per_device_train_batch_size=batch,
-        gradient_accumulation_steps=accumulation, learning_rate=settings.sft_lr, optim=settings.optim,
-        lr_scheduler_type="cosine", warmup_steps=math.ceil(settings.sft_warmup_ratio * total_steps), logging_steps=1,
-        save_strategy="steps", save_steps=interval, save_total_limit=2, seed=ctx.spec.seed,
-        max_length=settings.max_prompt_tokens + settings.max_new_tokens, completion_only_loss=True,
-        **device_arguments(ctx.report_to))
+    config = sft_config(ctx, ctx.folder.checkpoints_dir, total_steps, save_strategy="steps", save_steps=interval,
+                        save_total_limit=2)
     logger = CurveLogger(ctx, validation_subsets(ctx).selection)
     callbacks = [train_log_callback(ctx.folder.train_log_path), curve_callback(logger, interval, select_best=True)]
-    declare_tied_head(backbone.model)
-    trainer = SFTTrainer(model=backbone.model, args=config, train_dataset=train_dataset,
-                         processing_class=backbone.tokenizer, callbacks=callbacks,
-                         peft_config=spec_lora_config(ctx.spec))
-    quiet_console(trainer)
+    trainer = make_sft_trainer(ctx, backbone, config, train_dataset, callbacks)
     with quiet_trl_deprecations():
         trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))
     facts["selected_step"] = load_best_checkpoint(trainer)

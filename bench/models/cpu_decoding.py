@@ -22,7 +22,9 @@ batch 32, greedy; README "Rollout speed"):
 
 Both apply to float32 models on CPU only, where they were measured; CUDA decoding (HF or vLLM) is untouched.
 oneDNN's float rounding differs from MKL's (about 1e-4 absolute on a 576-wide dot product), as a different batch
-composition already does (`TransformersEngine`).
+composition already does (`TransformersEngine`). `BENCH_ONEDNN=0` turns the oneDNN linears off (plain `nn.Linear`,
+MKL) where the engine decides (`cpu_decoding`): the other float path, which `bench check --update` reruns under to
+measure how far rounding moves its numbers, and a way out should a oneDNN build misbehave.
 """
 
 import weakref
@@ -33,21 +35,33 @@ from typing import Any
 import torch
 from transformers.cache_utils import DYNAMIC_LAYER_TYPE_MAPPING, Cache, DynamicLayer, get_layer_types_and_kwargs
 
+from bench.models.numerics import onednn_disabled
+
 
 @contextmanager
 def cpu_decoding(model: Any, capacity: int) -> Iterator[dict[str, Any]]:
     """Context for one `model.generate` call of at most `capacity` tokens per sequence (prompt + new tokens).
 
     Yields extra keyword arguments for `generate` (a preallocated cache, or nothing); inside it, a float32 CPU
-    model's plain linear layers run in oneDNN. Anything else (CUDA, bf16, sliding-window attention, a torch build
-    without the oneDNN ops) gets no change.
+    model's plain linear layers run in oneDNN (unless `BENCH_ONEDNN=0`). Anything else (CUDA, bf16, sliding-window
+    attention, a torch build without the oneDNN ops) gets no change.
     """
     if model.device.type != "cpu" or model.dtype != torch.float32:
         yield {}
         return
     cache = preallocated_cache(model.config, capacity)
-    with onednn_linears(model):
-        yield {} if cache is None else {"past_key_values": cache}
+    extra = {} if cache is None else {"past_key_values": cache}
+    if onednn_decoding():
+        with onednn_linears(model):
+            yield extra
+    else:
+        yield extra
+
+
+def onednn_decoding() -> bool:
+    """Whether decoding runs its linear layers in oneDNN: yes where this torch build has the ops, unless
+    `BENCH_ONEDNN=0` (`bench.models.numerics`)."""
+    return not onednn_disabled() and onednn_available()
 
 
 @contextmanager

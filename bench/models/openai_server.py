@@ -14,6 +14,7 @@ answers 200 with no choices; "drop" closes the connection without a reply.
 
 import json
 import re
+import signal
 import threading
 import time
 import uuid
@@ -288,6 +289,10 @@ def serve_until_interrupted(backbone: Backbone, host: str, port: int, backend: s
                             echo: Callable[[str], object]) -> None:
     """`bench serve`: serve `backbone` in the foreground, say where (and how to point `bench run` at it), and stop
     cleanly on Ctrl-C; a port that cannot be bound is a BenchError."""
+    # Python installs its Ctrl-C handler only when SIGINT is not ignored at start, and a shell ignores it for
+    # background jobs: set it before saying "serving", so Ctrl-C (and SIGTERM) stop it however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         handle = serve(backbone, host, port, backend=backend)
     except OSError as error:

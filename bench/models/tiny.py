@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.models.numerics import weight_jitter
+
 PAD_TOKEN = "<|endoftext|>"
 BOS_TOKEN = "<|im_start|>"
 EOT_TOKEN = "<|im_end|>"
@@ -46,7 +48,6 @@ FALLBACK_CORPUS = (
 BUILD_FORMAT = 1
 """Bumped when the build procedure changes, so that stale cached builds are not reused."""
 
-
 @dataclass(frozen=True)
 class TinyConfig:
     """Shape of a tiny Llama-architecture backbone. `vocab_size` is a target: the trained vocabulary may be
@@ -66,8 +67,13 @@ class TinyConfig:
 
 
 def build_key(config: TinyConfig, corpus: Sequence[str], seed: int) -> str:
-    """A short hash of everything that determines the build: config, corpus texts (in order), seed, format."""
-    return content_key({"config": asdict(config), "seed": seed}, corpus)
+    """A short hash of everything that determines the build: config, corpus texts (in order), seed, format, and the
+    weight jitter when one is asked for (`BENCH_TINY_JITTER`, `bench.models.numerics`)."""
+    settings: dict[str, Any] = {"config": asdict(config), "seed": seed}
+    jitter = weight_jitter()
+    if jitter is not None:
+        settings["jitter"] = list(jitter)
+    return content_key(settings, corpus)
 
 
 def content_key(settings: dict[str, Any], corpus: Sequence[str]) -> str:
@@ -175,7 +181,8 @@ def save_tokenizer(tokenizer: Any, directory: Path, model_max_length: int) -> No
 
 
 def build_model(config: TinyConfig, *, vocab_size: int, seed: int, token_ids: dict[str, int]) -> Any:
-    """A randomly initialised `LlamaForCausalLM` (float32) with end-of-turn and pad as generation EOS ids."""
+    """A randomly initialised `LlamaForCausalLM` (float32) with end-of-turn and pad as generation EOS ids; its weights
+    jittered when `BENCH_TINY_JITTER` asks for it (`bench.models.numerics`)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -196,6 +203,13 @@ def build_model(config: TinyConfig, *, vocab_size: int, seed: int, token_ids: di
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(model_config)
+    jitter = weight_jitter()
+    if jitter is not None:
+        generator = torch.Generator().manual_seed(jitter[1])
+        with torch.no_grad():
+            for parameter in model.parameters():
+                noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+                parameter.mul_(1.0 + jitter[0] * noise)
     model.generation_config = GenerationConfig(
         bos_token_id=token_ids["bos"],
         eos_token_id=[token_ids["eot"], token_ids["pad"]],

@@ -35,6 +35,8 @@ class MethodInfo:
     trained: bool
     needs_model: bool
     description: str
+    probe: str | None = None
+    """`module:function` of the method's deterministic probe for `bench check` (`algorithms.probes`), if any."""
 
 
 ALGORITHMS: dict[str, MethodInfo] = {info.name: info for info in (
@@ -43,11 +45,15 @@ ALGORITHMS: dict[str, MethodInfo] = {info.name: info for info in (
     MethodInfo("ease", "baselines.ease", False, False, "EASE item-item model on training co-mentions"),
     MethodInfo("random", "baselines.random_items", False, False, "20 catalog items drawn uniformly (seeded): chance"),
     MethodInfo("crag", "baselines.crag", False, True, "collaborative retrieval + LLM reflection (CRAG)"),
-    MethodInfo("sft", "algorithms.sft", True, True, "supervised fine-tuning on demonstrations (TRL SFTTrainer)"),
-    MethodInfo("grpo", "algorithms.rl", True, True, "GRPO, token-level ratio, NDCG@20 reward (TRL)"),
-    MethodInfo("gspo", "algorithms.rl", True, True, "GSPO, sequence-level ratio (TRL GRPOTrainer setting)"),
+    MethodInfo("sft", "algorithms.sft", True, True, "supervised fine-tuning on demonstrations (TRL SFTTrainer)",
+               "algorithms.probes:sft_probe"),
+    MethodInfo("grpo", "algorithms.rl", True, True, "GRPO, token-level ratio, NDCG@20 reward (TRL)",
+               "algorithms.probes:rl_probe"),
+    MethodInfo("gspo", "algorithms.rl", True, True, "GSPO, sequence-level ratio (TRL GRPOTrainer setting)",
+               "algorithms.probes:rl_probe"),
     MethodInfo("rank_grpo", "algorithms.rl", True, True,
-               "Rank-GRPO as published: per-rank rewards/advantages/ratios, length shaping"),
+               "Rank-GRPO as published: per-rank rewards/advantages/ratios, length shaping",
+               "algorithms.probes:rl_probe"),
 )}
 
 

@@ -1,7 +1,8 @@
 """Child process of tests/integration/test_run_lock.py: executes the popularity smoke run into RESULTS_DIR.
 
-The test's own slow step: with BENCH_TEST_SLOW_SECONDS set, popularity's predict first sleeps that long (so two
-processes overlap), and with BENCH_TEST_STARTED set it first touches that file (so the test knows the run began).
+The test's own slow step: with BENCH_TEST_STARTED set, popularity's predict first touches that file (so the test
+knows the run began), and with BENCH_TEST_RELEASE set it then waits until that file exists (so two processes overlap
+for as long as the test needs, however slowly the machine starts the other one).
 Prints one JSON line: {"skipped": ..., "run_id": ...}.
 """
 
@@ -21,7 +22,9 @@ real_predict = baselines.popularity.predict
 def slow_predict(ctx):
     if os.environ.get("BENCH_TEST_STARTED"):
         Path(os.environ["BENCH_TEST_STARTED"]).touch()
-    time.sleep(float(os.environ.get("BENCH_TEST_SLOW_SECONDS", "0")))
+    release = os.environ.get("BENCH_TEST_RELEASE")
+    while release and not Path(release).exists():
+        time.sleep(0.05)
     return real_predict(ctx)
 
 

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from bench.models.openai_server import ServerHandle, serve
 from bench.runs.folders import read_json, read_jsonl
 from bench.runs.runner import execute
 from cli import app
+from processes import HANG_LIMIT_S, ChildOutput
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = ("reflection", "recommendation", "rerank")
@@ -127,16 +127,13 @@ def test_bench_serve_answers_and_stops_on_ctrl_c(bench_cache: Path, server: Serv
     process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--port", "0"], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        line = ""
-        deadline = time.monotonic() + 60
-        while "serving" not in line and time.monotonic() < deadline and process.poll() is None:
-            line = process.stdout.readline() if process.stdout else ""
-        assert "serving tiny at http://127.0.0.1:" in line, line
+        child = ChildOutput(process)
+        line = child.wait_for("serving tiny at http://127.0.0.1:")  # readiness, however busy the machine
         url = line.split(" at ")[1].split()[0]
-        with urllib.request.urlopen(f"{url}/models", timeout=10) as reply:
+        with urllib.request.urlopen(f"{url}/models", timeout=HANG_LIMIT_S) as reply:
             assert json.loads(reply.read())["data"][0]["id"] == "tiny"
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        output = child.finish()
     finally:
         if process.poll() is None:
             process.kill()

@@ -207,7 +207,7 @@ def _config(algo: str, tmp_path: Path, preset: str = "smoke", report_to: str = "
     spec = make_spec(algo, "tiny", preset, **fields)
     context = RunContext(spec, load_dataset(spec.dataset), RunFolder(tmp_path), tmp_path, tmp_path,
                          report_to=report_to)
-    return algorithms.rl._config(context, tmp_path)
+    return algorithms.rl.rl_config(context, tmp_path)
 
 
 def test_trl_configs_per_algorithm(tmp_path: Path):

@@ -20,8 +20,8 @@ def test_rows_and_ceiling(tmp_path_factory: pytest.TempPathFactory) -> None:
     assert report.ceiling_tokens_per_s == pytest.approx(report.matmul_flops / (2 * parameters))
     for row in report.rows:
         assert row.ceiling_fraction == pytest.approx(row.tokens_per_s / report.ceiling_tokens_per_s)
-        assert 0 < row.prefill_s < row.wall_s
-        decode = (row.new_tokens - row.batch_size) / (row.wall_s - row.prefill_s)
+        assert row.prefill_s > 0 and row.wall_s > 0  # each the best of its own runs: on a busy machine either order
+        decode = (row.new_tokens - row.batch_size) / max(row.wall_s - row.prefill_s, 1e-9)
         assert row.decode_tokens_per_s == pytest.approx(decode)
         assert row.decode_ceiling_fraction == pytest.approx(decode / report.ceiling_tokens_per_s)
     lines = format_report(report)

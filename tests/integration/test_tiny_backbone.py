@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.errors import BenchError
 from bench.models.backbones import backbone_path, load_backbone
 from bench.models.tiny import EOT_TOKEN, PAD_TOKEN, build_tokenizer, ensure_tiny, tiny_dir
 
@@ -116,3 +117,24 @@ def test_empty_corpus_still_builds(tmp_path: Path) -> None:
     assert config is not None
     path = ensure_tiny(config, (), 0, tmp_path)
     assert path == tiny_dir(config, (), 0, tmp_path) and (path / "model.safetensors").is_file()
+
+
+def test_weight_jitter_moves_every_weight_by_about_one_part_in_its_scale(
+        tmp_path: Path, tiny_dir_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("BENCH_TINY_JITTER", "1e-5:3")
+    jittered = backbone_path("tiny", corpus=CORPUS, cache_dir=tmp_path, seed=0)
+    assert jittered.name != tiny_dir_path.name  # the jitter is part of the cache key
+    plain, moved = load_file(tiny_dir_path / "model.safetensors"), load_file(jittered / "model.safetensors")
+    for name, weight in plain.items():
+        relative = (moved[name] - weight).abs() / weight.abs().clamp(min=1e-30)
+        assert 0 < float(relative.max()) < 1e-4, name
+        assert float(torch.median(relative[weight != 0])) < 2e-5, name
+    monkeypatch.setenv("BENCH_TINY_JITTER", "1e-5:4")
+    other = load_file(backbone_path("tiny", corpus=CORPUS, cache_dir=tmp_path, seed=0) / "model.safetensors")
+    assert any(not torch.equal(other[name], moved[name]) for name in plain)  # another seed, another jitter
+    monkeypatch.setenv("BENCH_TINY_JITTER", "tiny")
+    with pytest.raises(BenchError, match="BENCH_TINY_JITTER='tiny': expected RELATIVE"):
+        backbone_path("tiny", corpus=CORPUS, cache_dir=tmp_path, seed=0)

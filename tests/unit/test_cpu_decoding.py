@@ -123,3 +123,14 @@ def test_other_devices_and_dtypes_get_no_change() -> None:
     with cpu_decoding(model, capacity=8) as extra:
         assert extra == {}
         assert all("forward" not in vars(module) for module in model.modules())
+
+
+@needs_onednn
+def test_bench_onednn_0_keeps_the_plain_linears_and_the_preallocated_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _tiny_llama()
+    with cpu_decoding(model, capacity=8) as extra:
+        assert any("forward" in vars(module) for module in model.modules())  # oneDNN by default
+    monkeypatch.setenv("BENCH_ONEDNN", "0")
+    with cpu_decoding(model, capacity=8) as extra:
+        assert "past_key_values" in extra
+        assert all("forward" not in vars(module) for module in model.modules())
