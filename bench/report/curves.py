@@ -6,7 +6,8 @@ the curve at a fixed budget.
 - **Steps to reach.** The target is declared before looking: `start + fraction x (best - start)`, where start is the
   SFT model's validation value (the mean over RL seeds of their step-0 point, which validates the warm start; the
   SFT runs' final value when no RL run logged step 0) and best the highest mean final value of any trained
-  method; or a value given outright. A seed reaches it at its first validation point after its own step 0;
+  method (of the RL methods where RL runs logged step 0: their curves share the monitor subset, SFT's does not);
+  or a value given outright. A seed reaches it at its first validation point after its own step 0;
   a seed that never does is censored: "k of n reached", and the median cumulative step counts censored seeds as
   beyond every observed step (no median when fewer than half reach). Compute is total, SFT included.
 - **Area under the curve.** The mean validation value over the first `budget` RL steps (trapezoid on the logged
@@ -117,7 +118,10 @@ def steps_to_reach(curves: dict[str, list[SeedCurve]], metric: str, fraction: fl
     rl_starts = [c.values[metric][0] for name, seeds in curves.items() if name != "sft" for c in seeds
                  if c.steps[0] == 0]
     start = float(np.mean(rl_starts)) if rl_starts else (_final(sft, metric) if sft else None)
-    best = max(_final(seeds, metric) for seeds in curves.values())
+    # RL curves validate on the monitor subset, SFT's on the subset it selects its checkpoint on
+    # (algorithms.training.validation_subsets): where RL curves exist, best comes from them alone.
+    ranged = {name: seeds for name, seeds in curves.items() if name != "sft"} if rl_starts else curves
+    best = max(_final(seeds, metric) for seeds in ranged.values())
     declared = fraction
     if target is None:
         if start is None or best <= start:

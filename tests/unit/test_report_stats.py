@@ -152,6 +152,17 @@ def test_steps_to_reach_counts_censored_seeds_and_sft_compute() -> None:
     assert never is not None and never.rows[1].reached == 0 and never.rows[1].median_step is None
 
 
+def test_steps_to_reach_takes_its_range_from_rl_curves_when_they_exist() -> None:
+    # SFT's curve ends at 0.9 on its selection subset; the RL curves (monitor subset) start at 0.1 and end at 0.35
+    # and 0.5. Best comes from RL alone: 0.5, target 0.1 + 0.5 x (0.5 - 0.1) = 0.3 (0.5 with SFT's 0.9 in it).
+    curves = {"sft": [_curve(0, [0, 10], [0.0, 0.9])],
+              "grpo": [_curve(0, [0, 2], [0.1, 0.35], offset=10)],
+              "rank_grpo": [_curve(0, [0, 2], [0.1, 0.5], offset=10)]}
+    steps = steps_to_reach(curves, "ndcg@20", 0.5)
+    assert steps is not None and steps.best == pytest.approx(0.5) and steps.target == pytest.approx(0.3)
+    assert [(row.method, row.reached) for row in steps.rows] == [("sft", 1), ("grpo", 1), ("rank_grpo", 1)]
+
+
 def test_area_under_the_curve_at_a_budget() -> None:
     curves = {"grpo": [_curve(0, [0, 2, 4], [0.1, 0.3, 0.5]), _curve(1, [0, 2, 4, 6], [0.1, 0.1, 0.1, 0.9])]}
     # Budget = 4 (last step every seed logged): seed 0 (0.4 + 0.8) / 4 = 0.3; seed 1 0.1; mean 0.2. Two seeds:
