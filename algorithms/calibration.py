@@ -1,6 +1,6 @@
 """`bench calibrate`: the RL settings of a table, fixed by rules that look at SFT and null-control runs only.
 
-Two rules, written down before any method is compared (results/testbed/README.md, DESIGN.md "Controls"):
+Two rules, written down before any method is compared (results/testbed/low-budget/README.md, DESIGN.md "Controls"):
 
 - **Temperature** (`probe_temperatures`, `choose_temperature`): from each SFT start, G completions per training
   prompt are sampled at every candidate temperature and scored with the training reward (`ListRewards`: NDCG@20,
@@ -38,7 +38,7 @@ from bench.runs.folders import RunFolder, read_json, runs_dir
 from bench.runs.specs import RL_ALGORITHMS, RunSpec, spec_from_json
 
 MAX_TIED = 0.30
-"""Largest share of tied groups a temperature may leave (DESIGN.md, results/testbed/README.md "Signal")."""
+"""Largest share of tied groups a temperature may leave (DESIGN.md, results/testbed/low-budget/README.md "Signal")."""
 DRIFT_TOLERANCE = 0.02
 """Largest null-control drift of monitor NDCG@20, with 95% confidence, that a learning rate may show."""
 MIN_FORMAT_RATE = 0.95

@@ -128,11 +128,11 @@ SYNTHETIC_SIZES: dict[str, SyntheticConfig] = {
 """`check`: the regression check's task (results/reference/), small enough that the tiny backbone learns it in a
 minute of SFT on a 2-core CPU; select it with the dataset name `synthetic:check`.
 
-`testbed`: the calibrated RL testbed (results/testbed/README.md): the check's task with a 200-example test split
+`testbed`: the low-budget RL testbed (results/testbed/low-budget/README.md): the check's task with a 200-example test split
 (power) and 400 validation prompts (200 on which SFT picks its checkpoint, 200 on which RL draws its curve); SFT learns ground truth topped up by popularity, so its start sits between chance
 and the ceiling with hits to gain at every rank, and sampled groups have reward variance. `testbed-noisy`: the same
 prompts with deliberately imperfect demonstrations (30% of the ground truth swapped off-taste, order shuffled), the
-calibration candidate that put the tiny SFT start at chance (results/testbed/README.md)."""
+calibration candidate that put the tiny SFT start at chance (results/testbed/low-budget/README.md)."""
 
 
 @dataclass(frozen=True)

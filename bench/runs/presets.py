@@ -121,10 +121,10 @@ fine-tuning step of 8 x ~420 tokens took ~50 s, so SFT takes 4 examples a step (
 RL 16 steps of 2 prompts x G=4 (generation plus one 8-sequence update; 84 s for the first); README "A real
 pretrained backbone" has the measured total.
 
-`testbed` is the calibrated CPU testbed for the tiny backbone on `synthetic:testbed` (results/testbed/README.md):
+`testbed` is the calibrated CPU testbed for the tiny backbone on `synthetic:testbed` (results/testbed/low-budget/README.md):
 the SFT of the regression check (300 steps of 16 at lr 3e-3), then 80 RL steps of 4 prompts x G=8, every method
 alike, at the temperature (0.3) and learning rate (1e-5) that `bench calibrate`'s rules chose from SFT starts and
-null controls on calibration seeds 100-102 (results/testbed/PROCEDURE.md, results/calibration/); greedy evaluation
+null controls on calibration seeds 100-102 (results/testbed/low-budget/PROCEDURE.md, results/calibration/); greedy evaluation
 of the 200 test examples.
 
 `paper` eval_interval 200 is the authors' checkpoint interval (train_rank_grpo.py:96, README.MD:117) at which
