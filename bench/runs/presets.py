@@ -106,6 +106,11 @@ PRESETS: dict[str, Preset] = {
         sft_epochs=10.0, sft_max_steps=300, sft_lr=3e-3, sft_batch_size=16,
         rl_steps=80, rl_lr=1e-5, num_generations=8, prompts_per_step=4, beta=0.0, temperature=0.3, mu=1,
         eval_interval=20, validation_size=200, max_prompt_tokens=256),
+    "testbed-rl": Preset(
+        "testbed-rl", eval_limit=None, max_new_tokens=192, eval_batch_size=32,
+        sft_epochs=10.0, sft_max_steps=300, sft_lr=3e-3, sft_batch_size=16,
+        rl_steps=80, rl_lr=1e-4, num_generations=8, prompts_per_step=16, beta=0.0, temperature=0.3, mu=1,
+        eval_interval=20, validation_size=200, max_prompt_tokens=256),
     "paper": Preset(
         "paper", eval_limit=None, max_new_tokens=1024, eval_batch_size=64,
         sft_epochs=10.0, sft_max_steps=None, sft_lr=5e-5, sft_batch_size=192,
