@@ -130,7 +130,8 @@ def test_pages_lead_with_the_primary_metric_and_state_units(built: tuple[Path, d
     assert "≤ 0.25 (floor)" in page and "▼" in page and "seeds, paired by SFT start" in page
     assert "test examples (both deterministic)" in page and "(comparator)" in page
     assert "RL step 0 is SFT's last step" in page and "8 validation prompts" in page
-    assert "2 of 3" in page and "MDD = (z(1 - alpha/2) + z(power)) x SE(Δ)" in page
+    assert "2 of 3" in page and "MDD = (t(df, 1 - alpha/2) + t(df, power)) x SE" in page
+    assert "units for the observed Δ" in page
     # Training diagnostics follow the curves; the fixture runs have no train_log.jsonl, and the section says so.
     assert page.index("### Training curves") < page.index("### Training diagnostics") < page.index("### All metrics")
     assert "Missing or skipped: no train_log.jsonl: grpo-tiny" in page and "no collapse." in page
