@@ -75,6 +75,18 @@ class ReportOptions:
     """RL steps of the area under the validation curve; None: the last step every RL seed logged."""
     html: bool = False
 
+    def to_json(self) -> dict[str, Any]:
+        """What report.json records of the options, so that a committed report can be rebuilt alike."""
+        from dataclasses import asdict
+
+        return {"analysis": asdict(self.analysis), "target": self.target, "target_fraction": self.target_fraction,
+                "auc_budget": self.auc_budget}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> "ReportOptions":
+        return cls(AnalysisOptions(**value["analysis"]), value["target"], value["target_fraction"],
+                   value["auc_budget"])
+
 
 @dataclass(frozen=True)
 class ReportResult:
@@ -291,7 +303,7 @@ def build_report(results_dir: Path, out: Path, options: ReportOptions = ReportOp
         tables.append(table)
     if notes:
         sections.append(Section("Runs left out", tuple(notes)))
-    report = {"tables": tables}
+    report = {"runs_from": str(results_dir), "options": options.to_json(), "tables": tables}
     atomic_write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")  # strict JSON
     atomic_write_text(out / "report.md", markdown_page(TITLE, sections, out))
     files += [out / "report.json", out / "report.md"]
