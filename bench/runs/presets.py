@@ -132,6 +132,11 @@ alike, at the temperature (0.3) and learning rate (1e-5) that `bench calibrate`'
 null controls on calibration seeds 100-102 (results/testbed/low-budget/PROCEDURE.md, results/calibration/); greedy evaluation
 of the 200 test examples.
 
+`testbed-rl` is the paper-regime testbed (results/testbed/PROCEDURE.md): the same task, backbone and SFT, and an RL
+budget of 80 steps x 16 prompts x G 8 = 10,240 sampled completions per run (a compute rule: the largest batch at
+which a 10-seed matrix of four RL runs per seed fits about two hours of a 2-core CPU), at the temperature and
+learning rate its rules B and C choose on calibration seeds 100-102 (results/testbed/README.md).
+
 `paper` eval_interval 200 is the authors' checkpoint interval (train_rank_grpo.py:96, README.MD:117) at which
 they validate RL (evaluate/eval_grpo_val.py `--step_interval 200`, README.MD:163)."""
 
