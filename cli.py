@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from bench import cli_options as opt
-from bench.cli_benchmarks import bench_app
-from bench.cli_options import user_errors
+from bench.commands import options as opt
+from bench.commands.benchmarks import bench_app
+from bench.commands.options import user_errors
 from bench.errors import BenchError
 
 # OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other jobs, spinning threads
@@ -259,7 +259,7 @@ def calibrate_command(
 ) -> None:
     """Fix the RL temperature and learning rate by rules that read SFT and null-control runs only (never a
     real-reward RL run, never the test split); writes RESULTS_DIR/calibration/<dataset>-<model>-<preset>.json."""
-    from algorithms.calibration import calibrate, report_lines
+    from experiments.calibration import calibrate, report_lines
     from bench.runs.folders import atomic_write_text
     from bench.runs.matrix import parse_seeds
 

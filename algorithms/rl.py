@@ -24,7 +24,7 @@ from the preset (`paper`: paged 8-bit AdamW, betas (0.9, 0.99), or AdamW where b
 
 Every method starts from the SFT checkpoint of the same backbone, dataset, seed and preset (built first if missing),
 validates on a fixed subset at a fixed interval (curve.jsonl), logs every step (train_log.jsonl) and the step's
-completions at each validation (rollouts.jsonl, `algorithms.watch`), and resumes from its last checkpoint.
+completions at each validation (rollouts.jsonl, `bench.runs.training_logs`), and resumes from its last checkpoint.
 """
 
 import hashlib
@@ -44,7 +44,7 @@ from bench.runs.presets import transformers_scheduler
 
 if TYPE_CHECKING:
     from algorithms.rank_grpo_trainer import StepTimes
-    from algorithms.watch import RolloutBuffer
+    from bench.runs.training_logs import RolloutBuffer
 
 MODEL_DIR = "model"
 
@@ -213,7 +213,7 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
         save_final_model,
         validation_subsets,
     )
-    from algorithms.watch import RolloutBuffer, rollouts_callback, train_log_callback
+    from bench.runs.training_logs import RolloutBuffer, rollouts_callback, train_log_callback
 
     model_dir = ctx.folder.root / MODEL_DIR
     if model_is_saved(model_dir):

@@ -31,8 +31,8 @@ from typing import Any
 
 from baselines.collaborative import top_unseen
 from baselines.ease import EASERecommender
-from baselines.endpoint import USAGE_FILE
-from baselines.llm_client import ChatClient, client_for_run
+from bench.models.endpoint import USAGE_FILE
+from bench.models.llm_client import ChatClient, client_for_run
 from baselines.reflect_adjust import (
     conversation_text,
     listing_prompt,

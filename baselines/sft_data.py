@@ -37,7 +37,7 @@ from typing import Any
 
 from baselines.collaborative import query_items
 from baselines.ease import EASERecommender
-from baselines.llm_client import ChatClient, make_client
+from bench.models.llm_client import ChatClient, make_client
 from baselines.popularity import PopularityRecommender
 from baselines.reflect_adjust import (
     DEFAULT_POPULARITY_STRENGTH,

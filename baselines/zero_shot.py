@@ -1,7 +1,7 @@
 """Zero-shot: the backbone prompted as is, with greedy decoding, through the shared rollout engine.
 
 Local backbones (tiny, registered hub models, local paths) generate through `RunContext.generate`; models named
-`openai:<model>` are answered by an OpenAI-compatible endpoint (`baselines.endpoint`).
+`openai:<model>` are answered by an OpenAI-compatible endpoint (`bench.models.endpoint`).
 """
 
 from bench.runs.context import MethodOutput, RunContext
@@ -13,7 +13,7 @@ def predict(ctx: RunContext) -> MethodOutput:
     """Greedy completions for every evaluation example (one generation per distinct prompt)."""
     examples = ctx.eval_examples()
     if ctx.spec.model.startswith(ENDPOINT_PREFIX):
-        from baselines.endpoint import endpoint_predictions
+        from bench.models.endpoint import endpoint_predictions
 
         return endpoint_predictions(ctx, examples)
     backbone = ctx.load_backbone()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from baselines.endpoint import USAGE_FILE, EndpointSettings, endpoint_predictions
+from bench.models.endpoint import USAGE_FILE, EndpointSettings, endpoint_predictions
 from bench.data.dataset import Dataset
 from bench.data.datasets import load_dataset
 from bench.errors import BenchError

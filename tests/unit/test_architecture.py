@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("bench", "algorithms", "baselines")
+PACKAGES = ("bench", "algorithms", "baselines", "experiments", "benchmarks")
 MAX_LINES = 400
 MAX_CLI_LINES = 500
 MAX_BENCH_TOP_LEVEL_MODULES = 3

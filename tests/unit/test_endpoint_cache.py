@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from baselines.endpoint import (
+from bench.models.endpoint import (
     OFFICIAL_BASE_URL,
     Endpoint,
     EndpointSettings,

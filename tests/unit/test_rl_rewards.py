@@ -5,10 +5,10 @@ from collections import Counter
 
 import pytest
 
-from algorithms.calibration import DriftRow, TemperatureRow, choose_learning_rate, choose_temperature
+from experiments.calibration import DriftRow, TemperatureRow, choose_learning_rate, choose_temperature
 from algorithms.rl import ListRewards, shuffle_within_groups
 from algorithms.training import standard_error
-from algorithms.watch import RolloutBuffer
+from bench.runs.training_logs import RolloutBuffer
 from bench.data.catalog import catalog_from_entries
 from bench.data.records import Example
 from bench.errors import BenchError

@@ -7,7 +7,7 @@ greedily (temperature 0), one text per prompt, whatever the model is:
 - `LocalChat`: a loaded backbone through the shared rollout engine (`bench.models.rollouts.make_engine`) behind the
   rollout cache, prompts trimmed to the token budget with `bench.models.prompt_trim`, exactly as `RunContext.generate`
   does for single-step methods (with a per-call `max_tokens`);
-- `EndpointChat`: an `openai:<model>` endpoint through `baselines.endpoint` (its retries, fail-fast errors and
+- `EndpointChat`: an `openai:<model>` endpoint through `bench.models.endpoint` (its retries, fail-fast errors and
   answer cache under `<cache_dir>/endpoint`), with usage summed over calls.
 
 Identical prompts within a call are answered once. Use `client_for_run` inside a run and `make_client` outside.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from baselines.endpoint import (
+from bench.models.endpoint import (
     ENDPOINT_PREFIX,
     Endpoint,
     EndpointClient,
@@ -97,7 +97,7 @@ class LocalChat:
 
 @dataclass
 class EndpointChat:
-    """An OpenAI-compatible endpoint through `baselines.endpoint`; one `EndpointClient` per call (a client stops
+    """An OpenAI-compatible endpoint through `bench.models.endpoint`; one `EndpointClient` per call (a client stops
     after its batch), its usage added to `totals`."""
 
     endpoint: Endpoint
