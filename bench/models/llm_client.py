@@ -10,7 +10,8 @@ greedily (temperature 0), one text per prompt, whatever the model is:
 - `EndpointChat`: an `openai:<model>` endpoint through `bench.models.endpoint` (its retries, fail-fast errors and
   answer cache under `<cache_dir>/endpoint`), with usage summed over calls.
 
-Identical prompts within a call are answered once. Use `client_for_run` inside a run and `make_client` outside.
+Identical prompts within a call are answered once. Inside a run a method builds its client from the run's
+settings (`baselines.crag.client_for_run`); outside, `make_client`.
 """
 
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,6 @@ from bench.models.endpoint import (
     resolve_endpoint,
 )
 from bench.models.rollout_cache import RolloutCache
-from bench.runs.context import RunContext
 
 Chat = Sequence[Mapping[str, str]]
 
@@ -136,15 +136,3 @@ def make_client(model: str, *, cache_dir: Path, corpus: Sequence[str] = (), base
 
     backbone = load_backbone(model, corpus=corpus, cache_dir=cache_dir / "backbones", seed=0)
     return LocalChat(backbone, cache_dir / "rollouts", max_prompt_tokens, seed, backend, batch_size, progress)
-
-
-def client_for_run(ctx: RunContext) -> ChatClient:
-    """The run's model as a client: its backbone (through `ctx.load_backbone`, the run's backend, batch size,
-    prompt budget and seed) or its endpoint (the spec's base URL)."""
-    if ctx.spec.model.startswith(ENDPOINT_PREFIX):
-        return EndpointChat(resolve_endpoint(ctx.spec.model, ctx.spec.base_url), ctx.cache_dir / "endpoint",
-                            ctx.spec.seed)
-    settings = ctx.spec.settings
-    return LocalChat(ctx.load_backbone(), ctx.cache_dir / "rollouts", settings.max_prompt_tokens, ctx.spec.seed,
-                     ctx.spec.backend, settings.eval_batch_size, ctx.progress)
-

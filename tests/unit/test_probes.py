@@ -3,10 +3,10 @@ and the segmentation must handle, and replayed to TRL's `rollout_func` in the or
 
 from typing import Any
 
-from experiments.probes import LIST_LENGTHS, UNKNOWN_TITLE, UNPARSABLE_LINE, ReplayRollouts, fixed_completions
 from bench.data.datasets import load_dataset
 from bench.evaluation.evaluator import rank_hits
 from bench.evaluation.parsing import split_lines
+from experiments.probes import LIST_LENGTHS, UNKNOWN_TITLE, UNPARSABLE_LINE, ReplayRollouts, fixed_completions
 
 
 def test_fixed_completions_are_fixed_and_cover_the_cases() -> None:
