@@ -18,7 +18,7 @@ from bench.commands.calibrate import calibrate_command
 from bench.commands.check import check_command
 from bench.commands.data import data_app, sft_data_command
 from bench.commands.options import comma_list, user_errors
-from bench.commands.output import format_value, print_table
+from bench.commands.output import format_value, print_comparison, print_table
 from bench.commands.report import report_command
 from bench.errors import BenchError
 
@@ -73,7 +73,7 @@ def run_command(
     *, evaluation: opt.EvalOptions, sft: opt.SFTOptions, rl: opt.RLOptions, lora: opt.LoraOptions,
 ) -> None:
     """Train (when the method needs it) and evaluate one method on one backbone; write results/runs/<run_id>/."""
-    from bench.runs.compare import COLUMNS, compare, null_control_pair
+    from bench.runs.compare import compare, null_control_pair
     from bench.runs.methods import get_method
     from bench.runs.runner import execute
     from bench.runs.specs import RL_ALGORITHMS, make_spec
@@ -98,9 +98,7 @@ def run_command(
     typer.echo(f"run folder: {outcomes[0].folder}  [{state}]")
     comparison = compare(spec, outcomes[0].metrics, results_dir)
     if len(comparison.rows) > 1:
-        print_table(f"{spec.method_label} (first row) beside its neighbours, seed {spec.seed}",
-                    [(label, *(format_value(metrics.get(c, "")) for c in COLUMNS))
-                     for label, metrics in comparison.rows], ("method", *COLUMNS))
+        print_comparison(f"{spec.method_label} (first row) beside its neighbours, seed {spec.seed}", comparison)
     typer.echo(comparison.note)
 
 
