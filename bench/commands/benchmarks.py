@@ -66,7 +66,7 @@ def bench_step_time(model: Annotated[str, typer.Option(help="Backbone.")] = "tin
                     = "default",
                     dataset: opt.Dataset = "redial") -> None:
     """Rank-GRPO vs GRPO mean optimizer-step time on the same backbone, batch and settings, and their ratio."""
-    from algorithms.rl import rank_grpo_step_time
+    from benchmarks.step_time import rank_grpo_step_time
 
     times = rank_grpo_step_time(model, dataset, preset, steps=steps, num_generations=num_generations,
                                 prompts=prompts, max_new_tokens=max_new_tokens)
@@ -82,7 +82,7 @@ def bench_train_step(model: Annotated[str, typer.Option(help="Backbone.")] = "ti
                      lora_r: Annotated[int, typer.Option(help="LoRA rank compared with full fine-tuning.")] = 16,
                      batch: int = 8, length: int = 300, steps: int = 3, dataset: opt.Dataset = "redial") -> None:
     """Optimizer-step time and peak memory, full fine-tuning vs LoRA on every linear layer (same batch)."""
-    from algorithms.lora import measure_step_cost_isolated
+    from benchmarks.train_step import measure_step_cost_isolated
     from bench.data.datasets import load_dataset
     from bench.models.backbones import backbone_path, default_cache_dir
 
