@@ -24,7 +24,7 @@ from the preset (`paper`: paged 8-bit AdamW, betas (0.9, 0.99), or AdamW where b
 
 Every method starts from the SFT checkpoint of the same backbone, dataset, seed and preset (built first if missing),
 validates on a fixed subset at a fixed interval (curve.jsonl), logs every step (train_log.jsonl) and the step's
-completions at each validation (rollouts.jsonl, `algorithms.watch`), and resumes from its last checkpoint.
+completions at each validation (rollouts.jsonl, `bench.runs.training_logs`), and resumes from its last checkpoint.
 """
 
 import hashlib
@@ -43,8 +43,7 @@ from bench.runs.context import MethodOutput, RunContext, prompt_id
 from bench.runs.presets import transformers_scheduler
 
 if TYPE_CHECKING:
-    from algorithms.rank_grpo_trainer import StepTimes
-    from algorithms.watch import RolloutBuffer
+    from bench.runs.training_logs import RolloutBuffer
 
 MODEL_DIR = "model"
 
@@ -213,7 +212,7 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
         save_final_model,
         validation_subsets,
     )
-    from algorithms.watch import RolloutBuffer, rollouts_callback, train_log_callback
+    from bench.runs.training_logs import RolloutBuffer, rollouts_callback, train_log_callback
 
     model_dir = ctx.folder.root / MODEL_DIR
     if model_is_saved(model_dir):
@@ -255,35 +254,3 @@ def predict(ctx: RunContext) -> MethodOutput:
     ctx.stage_evaluation()
     facts = {"sft_model": str(sft_dir), "rl_steps": ctx.spec.settings.rl_steps, "optimizer": ctx.spec.settings.optim}
     return MethodOutput(ctx.generate(trained, ctx.eval_examples()), facts)
-
-
-def rank_grpo_step_time(model: str = "tiny", dataset_name: str = "redial", preset: str = "default", *,
-                        steps: int = 5, num_generations: int = 8, prompts: int = 4,
-                        max_new_tokens: int | None = None, repeats: int = 2) -> "StepTimes":
-    """Mean optimizer-step time of Rank-GRPO and of GRPO on one backbone, batch and settings (`bench bench
-    step-time`).
-
-    The backbone is built or loaded as runs do (tiny ones from the dataset's corpus, in the same cache); both trainers
-    train it from the same weights on the first `prompts x (steps + 1)` training prompts with the real list reward
-    (`ListRewards.hits`, the evaluator's matcher), the preset's learning rate, KL beta, temperature and prompt budget,
-    and every completion forced to `max_new_tokens` (see `step_time_benchmark`).
-    """
-    from algorithms.rank_grpo_trainer import step_time_benchmark
-    from algorithms.training import device_arguments, rl_model_init_kwargs
-    from bench.data.datasets import load_dataset
-    from bench.models.backbones import default_cache_dir, load_backbone
-    from bench.runs.presets import get_preset
-
-    settings = get_preset(preset)
-    dataset = load_dataset(dataset_name)
-    backbone = load_backbone(model, corpus=dataset.corpus(), cache_dir=default_cache_dir() / "backbones")
-    train = dataset.split("train")[: prompts * (steps + 1)]
-    rewards = ListRewards({example.id: example for example in train}, dataset.catalog)
-    config_kwargs: dict[str, Any] = dict(
-        per_device_train_batch_size=prompts * num_generations, num_generations=num_generations,
-        max_completion_length=max_new_tokens or settings.max_new_tokens, learning_rate=settings.rl_lr,
-        beta=settings.beta, temperature=settings.temperature, n_items=N_RANKS, logging_steps=1, seed=0,
-        lr_scheduler_type="constant", warmup_steps=0, **rl_model_init_kwargs(), **device_arguments())
-    return step_time_benchmark(lambda: str(backbone.path), backbone.tokenizer,
-                               train_prompts(train, backbone.tokenizer, settings.max_prompt_tokens), rewards.hits,
-                               config_kwargs, steps=steps, repeats=repeats)

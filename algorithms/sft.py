@@ -120,7 +120,7 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
         save_final_model,
         validation_subsets,
     )
-    from algorithms.watch import train_log_callback
+    from bench.runs.training_logs import train_log_callback
 
     model_dir = ctx.folder.root / MODEL_DIR
     pairs, source = demonstrations(ctx)

@@ -8,7 +8,8 @@ clip fractions) ride along. SFT keeps the checkpoint with the best validation ND
 subset (`validation_subsets`), so that RL's step 0 is not biased upward by the choice of the checkpoint it starts
 from. At each RL validation the step's training prompts are also answered greedily, beside the NDCG of the samples
 the step drew for them (`batch_greedy_ndcg@20`, `batch_sampled_ndcg@20`, `batch_best_of_g_ndcg@20`): how far the
-sampled policy is from the greedy one that evaluation sees. Every optimizer step is logged by `algorithms.watch`.
+sampled policy is from the greedy one that evaluation sees. Every optimizer step is logged by
+`bench.runs.training_logs`.
 """
 
 import math

@@ -31,8 +31,6 @@ from typing import Any
 
 from baselines.collaborative import top_unseen
 from baselines.ease import EASERecommender
-from baselines.endpoint import USAGE_FILE
-from baselines.llm_client import ChatClient, client_for_run
 from baselines.reflect_adjust import (
     conversation_text,
     listing_prompt,
@@ -45,6 +43,8 @@ from baselines.remap import DEFAULT_FUZZY_THRESHOLD, Remapper
 from bench.data.dataset import Dataset
 from bench.data.records import ContextItem, Example, Item
 from bench.evaluation.parsing import format_item, parse_line, parse_recommendations, split_lines
+from bench.models.endpoint import ENDPOINT_PREFIX, USAGE_FILE, resolve_endpoint
+from bench.models.llm_client import ChatClient, EndpointChat, LocalChat
 from bench.runs.context import MethodOutput, RunContext
 from bench.runs.folders import atomic_write_json
 
@@ -169,6 +169,17 @@ def _rerank(examples: Sequence[Example], recommendations: dict[str, str], client
         steps[example.id] = {"prompt": prompt, "output": output, "fallback": not ratings,
                              "ratings": [[title, year, rating] for (title, year), rating in ratings.items()]}
     return finals, steps
+
+
+def client_for_run(ctx: RunContext) -> ChatClient:
+    """The run's model as a client: its backbone (through `ctx.load_backbone`, the run's backend, batch size,
+    prompt budget and seed) or its endpoint (the spec's base URL)."""
+    if ctx.spec.model.startswith(ENDPOINT_PREFIX):
+        return EndpointChat(resolve_endpoint(ctx.spec.model, ctx.spec.base_url), ctx.cache_dir / "endpoint",
+                            ctx.spec.seed)
+    settings = ctx.spec.settings
+    return LocalChat(ctx.load_backbone(), ctx.cache_dir / "rollouts", settings.max_prompt_tokens, ctx.spec.seed,
+                     ctx.spec.backend, settings.eval_batch_size, ctx.progress)
 
 
 def predict(ctx: RunContext, settings: CragSettings = CragSettings()) -> MethodOutput:

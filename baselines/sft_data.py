@@ -37,7 +37,6 @@ from typing import Any
 
 from baselines.collaborative import query_items
 from baselines.ease import EASERecommender
-from baselines.llm_client import ChatClient, make_client
 from baselines.popularity import PopularityRecommender
 from baselines.reflect_adjust import (
     DEFAULT_POPULARITY_STRENGTH,
@@ -58,6 +57,7 @@ from bench.data.records import ContextItem, Example, Item
 from bench.errors import BenchError
 from bench.evaluation.evaluator import evaluate
 from bench.evaluation.parsing import format_item, parse_line, parse_lines
+from bench.models.llm_client import ChatClient, make_client
 from bench.runs.folders import atomic_write_json, atomic_write_jsonl
 
 OFFLINE = "ease"

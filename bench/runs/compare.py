@@ -16,7 +16,11 @@ from bench.runs.specs import RL_ALGORITHMS, RunSpec, sibling_spec
 
 COMPARED = ("sft", "grpo", "rank_grpo", "popularity", "random")
 """The runs a finished run is shown beside, in this order, when they exist."""
-COLUMNS = ("ndcg@20", "recall@20", "ndcg@5", "format_rate", "in_catalog_rate", "duplicate_rate")
+COLUMNS = {"ndcg@20": "N@20", "recall@20": "R@20", "ndcg@5": "N@5", "format_rate": "format",
+           "in_catalog_rate": "in-cat", "duplicate_rate": "dup"}
+"""The test metrics shown, in order, each with the header printed for it: headers no wider than the values, so that
+seven columns fit an 80-column terminal with the method names whole (LEGEND spells them out under the table)."""
+LEGEND = ", ".join(f"{header} = {metric}" for metric, header in COLUMNS.items())
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The algorithm registry: CLI names -> the module that produces predictions for a run.
 
 Each entry's module exposes `predict(ctx: RunContext) -> MethodOutput`; a trained method also names its
-deterministic one-step probe for `bench check` (`MethodInfo.probe`, in `algorithms.probes`), a function
+deterministic one-step probe for `bench check` (`MethodInfo.probe`, in `experiments.probes`), a function
 `(ctx: RunContext) -> dict[str, float]`. Modules are imported only when chosen.
 """
 

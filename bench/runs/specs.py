@@ -36,7 +36,7 @@ class MethodInfo:
     needs_model: bool
     description: str
     probe: str | None = None
-    """`module:function` of the method's deterministic probe for `bench check` (`algorithms.probes`), if any."""
+    """`module:function` of the method's deterministic probe for `bench check` (`experiments.probes`), if any."""
 
 
 ALGORITHMS: dict[str, MethodInfo] = {info.name: info for info in (
@@ -46,14 +46,14 @@ ALGORITHMS: dict[str, MethodInfo] = {info.name: info for info in (
     MethodInfo("random", "baselines.random_items", False, False, "20 catalog items drawn uniformly (seeded): chance"),
     MethodInfo("crag", "baselines.crag", False, True, "collaborative retrieval + LLM reflection (CRAG)"),
     MethodInfo("sft", "algorithms.sft", True, True, "supervised fine-tuning on demonstrations (TRL SFTTrainer)",
-               "algorithms.probes:sft_probe"),
+               "experiments.probes:sft_probe"),
     MethodInfo("grpo", "algorithms.rl", True, True, "GRPO, token-level ratio, NDCG@20 reward (TRL)",
-               "algorithms.probes:rl_probe"),
+               "experiments.probes:rl_probe"),
     MethodInfo("gspo", "algorithms.rl", True, True, "GSPO, sequence-level ratio (TRL GRPOTrainer setting)",
-               "algorithms.probes:rl_probe"),
+               "experiments.probes:rl_probe"),
     MethodInfo("rank_grpo", "algorithms.rl", True, True,
                "Rank-GRPO as published: per-rank rewards/advantages/ratios, length shaping",
-               "algorithms.probes:rl_probe"),
+               "experiments.probes:rl_probe"),
 )}
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from baselines.endpoint import USAGE_FILE, EndpointSettings, endpoint_predictions
+from baselines.zero_shot import endpoint_predictions
 from bench.data.dataset import Dataset
 from bench.data.datasets import load_dataset
 from bench.errors import BenchError
 from bench.models.backbones import Backbone, load_backbone
+from bench.models.endpoint import USAGE_FILE, EndpointSettings
 from bench.models.openai_server import ServerHandle, serve
 from bench.runs.context import RunContext
 from bench.runs.folders import RunFolder, read_json, read_jsonl

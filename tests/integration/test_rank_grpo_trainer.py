@@ -7,7 +7,8 @@ import torch
 from rank_grpo_tiny import N_ITEMS, save_tiny_model, tiny_dataset, tiny_hits, tiny_tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from algorithms.rank_grpo_trainer import RankGRPOConfig, RankGRPOTrainer, StepTimes, step_time_benchmark
+from algorithms.rank_grpo_trainer import RankGRPOConfig, RankGRPOTrainer
+from benchmarks.step_time import StepTimes, step_time_benchmark
 
 
 def _config_kwargs(num_iterations: int) -> dict:

@@ -4,7 +4,7 @@ to the requested length, and tokens/s read against a ceiling computed from the m
 import pytest
 
 from bench.models.backbones import load_backbone
-from bench.models.speed import format_report, matmul_ceiling, rollout_speed
+from benchmarks.rollout_speed import format_report, matmul_ceiling, rollout_speed
 
 CORPUS = [f"I liked Movie {i} ({1950 + i % 70}).\nRecommend titles, one per line." for i in range(60)]
 

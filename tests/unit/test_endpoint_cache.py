@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from baselines.endpoint import (
+from bench.errors import BenchError
+from bench.models.endpoint import (
     OFFICIAL_BASE_URL,
     Endpoint,
     EndpointSettings,
@@ -17,7 +18,6 @@ from baselines.endpoint import (
     price_per_1m,
     resolve_endpoint,
 )
-from bench.errors import BenchError
 from bench.models.rollout_cache import RolloutCache
 
 PROMPT = ({"role": "user", "content": "I liked Alien (1979)."},)

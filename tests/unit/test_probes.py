@@ -1,12 +1,12 @@
-"""The probes' fixed inputs (`algorithms.probes`): the same lists on every call, covering what the reward, the parser
+"""The probes' fixed inputs (`experiments.probes`): the same lists on every call, covering what the reward, the parser
 and the segmentation must handle, and replayed to TRL's `rollout_func` in the order prompts repeat."""
 
 from typing import Any
 
-from algorithms.probes import LIST_LENGTHS, UNKNOWN_TITLE, UNPARSABLE_LINE, ReplayRollouts, fixed_completions
 from bench.data.datasets import load_dataset
 from bench.evaluation.evaluator import rank_hits
 from bench.evaluation.parsing import split_lines
+from experiments.probes import LIST_LENGTHS, UNKNOWN_TITLE, UNPARSABLE_LINE, ReplayRollouts, fixed_completions
 
 
 def test_fixed_completions_are_fixed_and_cover_the_cases() -> None:

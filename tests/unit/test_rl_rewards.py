@@ -5,7 +5,14 @@ from collections import Counter
 
 import pytest
 
-from algorithms.calibration import (
+from algorithms.rl import ListRewards, shuffle_within_groups
+from algorithms.training import standard_error
+from bench.data.catalog import catalog_from_entries
+from bench.data.records import Example
+from bench.errors import BenchError
+from bench.runs.matrix import parse_seeds
+from bench.runs.training_logs import RolloutBuffer
+from experiments.calibration import (
     DriftRow,
     GainRow,
     TemperatureRow,
@@ -13,13 +20,6 @@ from algorithms.calibration import (
     choose_learning_rate_by_gain,
     choose_temperature,
 )
-from algorithms.rl import ListRewards, shuffle_within_groups
-from algorithms.training import standard_error
-from algorithms.watch import RolloutBuffer
-from bench.data.catalog import catalog_from_entries
-from bench.data.records import Example
-from bench.errors import BenchError
-from bench.runs.matrix import parse_seeds
 
 CATALOG = catalog_from_entries([("Alpha", 2001, 1), ("Beta", 2002, 1), ("Gamma", 2003, 1), ("Delta", 2004, 1)], "test")
 

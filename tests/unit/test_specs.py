@@ -205,7 +205,7 @@ def test_with_null_plans_the_run_and_its_null_control() -> None:
 
 
 def test_option_sets_refuse_clashing_flags() -> None:
-    from bench.cli_options import RLOptions, with_option_sets
+    from bench.commands.options import RLOptions, with_option_sets
 
     def command(steps: int = 1, *, rl: RLOptions) -> None: ...
 

@@ -3,7 +3,7 @@ engine spends: the ceiling and the memory bandwidth measured in this process, th
 generation timed through the engine (best of 3), and the bytes a decoding step must read (float32 weights plus the
 mean KV cache) over the measured bandwidth: the memory-bound floor of a step.
 
-Run: .venv/bin/python results/rollout_profile/step_budget_batch32.py   (prints one line per quantity)
+Run: .venv/bin/python benchmarks/rollout_profile/step_budget_batch32.py   (prints one line per quantity)
 """
 
 import os
@@ -14,7 +14,7 @@ import torch
 from bench.models.backbones import default_cache_dir, load_backbone
 from bench.models.rollouts import TransformersEngine, throughput_prompts
 from bench.models.sampling import SamplingSettings, prompt_token_ids
-from bench.models.speed import matmul_ceiling
+from benchmarks.rollout_speed import matmul_ceiling
 
 BATCH, NEW, TARGET = 32, 128, 0.30
 

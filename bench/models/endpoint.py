@@ -1,8 +1,9 @@
-"""Zero-shot answers from an OpenAI-compatible chat-completions endpoint (models named `openai:<model>`).
+"""An OpenAI-compatible chat-completions endpoint as a model (models named `openai:<model>`): zero-shot
+(`baselines.zero_shot`) and the multi-step LLM pipelines (`bench.models.llm_client`) ask it through here.
 
-One greedy answer per distinct prompt (samples sharing `prompt_key` share it), asked through the `openai` client
-with temperature 0, `max_tokens` = the preset's `max_new_tokens` and `seed` = the run seed (servers that ignore
-seeds still answer). Prompts are sent whole: a remote model has a long context and no local tokenizer to trim with.
+One answer per distinct prompt, asked through the `openai` client with the request's settings (temperature 0 and
+`max_tokens` for the methods: greedy) and `seed` = the run seed (servers that ignore seeds still answer). Prompts are
+sent whole: a remote model has a long context and no local tokenizer to trim with.
 
 Where: the spec's `base_url`, else $OPENAI_BASE_URL, else the official OpenAI API. Key: $OPENAI_API_KEY; a named
 base URL without a key gets "EMPTY" (local servers accept any key), the official API without one is an error.
@@ -20,8 +21,9 @@ Robustness, because remote calls cost money and fail in many ways:
 - a malformed reply (not JSON, no choices, no text) is retried like a transient error; when the attempts run out
   on a malformed reply the prompt gets an empty answer, counted in `failed_prompts` and not cached.
 
-Usage (requests, retries, failures, tokens from each reply's `usage`, estimated cost) goes to the artifacts and to
-`usage.json` in the run folder, also when the run stops on an error.
+Usage (requests, retries, failures, tokens from each reply's `usage`, estimated cost) is counted per client
+(`Usage`); the methods write it to their artifacts and to `usage.json` (`USAGE_FILE`) in the run folder, also when
+the run stops on an error.
 """
 
 import json
@@ -33,11 +35,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.data.records import Example
 from bench.errors import BenchError
 from bench.models.rollout_cache import RolloutCache
-from bench.runs.context import MethodOutput, RunContext
-from bench.runs.folders import atomic_write_json
 
 ENDPOINT_PREFIX = "openai:"
 OFFICIAL_BASE_URL = "https://api.openai.com/v1"
@@ -364,33 +363,3 @@ def answer_prompts(client: EndpointClient, cache: RolloutCache, prompts: Sequenc
     if first is not None:
         raise first
     return [answer or "" for answer in answers]
-
-
-def endpoint_predictions(ctx: RunContext, examples: Sequence[Example],
-                         settings: EndpointSettings | None = None) -> MethodOutput:
-    """Greedy endpoint answers for `examples` (one request per distinct prompt, cached), with usage artifacts."""
-    from tqdm.auto import tqdm
-
-    endpoint = resolve_endpoint(ctx.spec.model, ctx.spec.base_url)
-    price = price_per_1m(endpoint.model)
-    client = EndpointClient(endpoint, RequestSettings(max_tokens=ctx.spec.settings.max_new_tokens), ctx.spec.seed,
-                            settings or EndpointSettings.from_env())
-    unique: dict[str, Example] = {}
-    for example in examples:
-        unique.setdefault(example.prompt_key, example)
-    cache = RolloutCache(ctx.cache_dir / "endpoint")
-    finished = False
-    try:
-        with tqdm(total=len(unique), desc="endpoint", unit="prompt", disable=not ctx.progress, leave=False) as bar:
-            answers = answer_prompts(client, cache, [example.prompt for example in unique.values()],
-                                     lambda: bar.update(1))
-        finished = True
-    finally:
-        usage = client.usage.to_json(endpoint, price, finished)
-        atomic_write_json(ctx.folder.root / USAGE_FILE, usage)
-    by_prompt = dict(zip(unique, answers, strict=True))
-    cost = "unknown cost" if usage["cost_usd"] is None else f"~${usage['cost_usd']:.4f}"
-    ctx.log(f"endpoint {endpoint.model} at {endpoint.base_url}: {usage['prompts']} prompts, {usage['cached_prompts']} "
-            f"cached, {usage['requests']} requests, {usage['retries']} retries, {usage['failed_prompts']} failed, "
-            f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens, {cost}")
-    return MethodOutput({example.id: by_prompt[example.prompt_key] for example in examples}, {"endpoint": usage})

@@ -158,7 +158,7 @@ def rl_probe(ctx: RunContext) -> dict[str, float]:
     """One step of the run's RL trainer from the fresh backbone on the first `prompts_per_step` training prompts,
     each answered by its `num_generations` fixed completions (see the module docstring)."""
     from algorithms.rl import ListRewards, make_rl_trainer, rl_config, train_prompts
-    from algorithms.watch import RolloutBuffer, rollout_records
+    from bench.runs.training_logs import RolloutBuffer, rollout_records
 
     settings = ctx.spec.settings
     backbone = ctx.load_backbone()

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from bench import cli_options as opt
-from bench.cli_options import user_errors
+from bench.commands import options as opt
+from bench.commands.options import user_errors
 
 bench_app = typer.Typer(help="Speed benchmarks that print numbers.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny"
     """Rollout tokens/s at each batch size, greedy and sampled, beside the FLOP-bound ceiling of this machine."""
     from bench.data.datasets import load_dataset
     from bench.models.backbones import default_cache_dir, load_backbone
-    from bench.models.speed import format_report, rollout_speed
+    from benchmarks.rollout_speed import format_report, rollout_speed
 
     backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), random_init=random_init, dtype=dtype,
                              cache_dir=default_cache_dir() / "backbones")
@@ -44,7 +44,7 @@ def bench_eval(dataset: opt.Dataset = "redial", split: str = "test",
                out: Annotated[Path | None, typer.Option(help="Also write the predictions file here.")] = None) -> None:
     """Time the evaluator against a straightforward pairwise loop; print both and the ratio."""
     from bench.data.datasets import load_dataset
-    from bench.evaluation.benchmark import run_eval_benchmark
+    from benchmarks.eval_speed import run_eval_benchmark
 
     result = run_eval_benchmark(load_dataset(dataset), split, examples, pairwise_examples, seed, out)
     typer.echo(f"evaluator:     {result['fast_per_example_ms']:.4f} ms/example "
@@ -66,7 +66,7 @@ def bench_step_time(model: Annotated[str, typer.Option(help="Backbone.")] = "tin
                     = "default",
                     dataset: opt.Dataset = "redial") -> None:
     """Rank-GRPO vs GRPO mean optimizer-step time on the same backbone, batch and settings, and their ratio."""
-    from algorithms.rl import rank_grpo_step_time
+    from benchmarks.step_time import rank_grpo_step_time
 
     times = rank_grpo_step_time(model, dataset, preset, steps=steps, num_generations=num_generations,
                                 prompts=prompts, max_new_tokens=max_new_tokens)
@@ -82,7 +82,7 @@ def bench_train_step(model: Annotated[str, typer.Option(help="Backbone.")] = "ti
                      lora_r: Annotated[int, typer.Option(help="LoRA rank compared with full fine-tuning.")] = 16,
                      batch: int = 8, length: int = 300, steps: int = 3, dataset: opt.Dataset = "redial") -> None:
     """Optimizer-step time and peak memory, full fine-tuning vs LoRA on every linear layer (same batch)."""
-    from algorithms.lora import measure_step_cost_isolated
+    from benchmarks.train_step import measure_step_cost_isolated
     from bench.data.datasets import load_dataset
     from bench.models.backbones import backbone_path, default_cache_dir
 
@@ -103,7 +103,7 @@ def bench_rl_step(model: Annotated[str, typer.Option(help="Backbone.")] = "smoll
                   warmup_steps: Annotated[int, typer.Option(help="Untimed steps first.")] = 1,
                   repeats: Annotated[int, typer.Option(help="Rounds, alternating which path goes first.")] = 1) -> None:
     """RL step time with TRL's generate and with the shared engine, side by side, and the share spent generating."""
-    from algorithms.rollout_bench import format_rl_step, rl_step_times
+    from benchmarks.rl_step import format_rl_step, rl_step_times
 
     times = rl_step_times(model, dataset, preset, steps=steps, warmup_steps=warmup_steps, repeats=repeats)
     for line in format_rl_step(times, model, preset):

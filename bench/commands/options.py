@@ -148,6 +148,11 @@ def spec_settings(*sets: OptionSet) -> tuple[dict[str, Any], dict[str, Any]]:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def comma_list(text: str) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c']: the comma-separated flags (methods, backbones, datasets, temperatures)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def user_errors(command: F) -> F:
     """Turn BenchError into one line on stderr and exit code 2."""
 

@@ -7,10 +7,11 @@ greedily (temperature 0), one text per prompt, whatever the model is:
 - `LocalChat`: a loaded backbone through the shared rollout engine (`bench.models.rollouts.make_engine`) behind the
   rollout cache, prompts trimmed to the token budget with `bench.models.prompt_trim`, exactly as `RunContext.generate`
   does for single-step methods (with a per-call `max_tokens`);
-- `EndpointChat`: an `openai:<model>` endpoint through `baselines.endpoint` (its retries, fail-fast errors and
+- `EndpointChat`: an `openai:<model>` endpoint through `bench.models.endpoint` (its retries, fail-fast errors and
   answer cache under `<cache_dir>/endpoint`), with usage summed over calls.
 
-Identical prompts within a call are answered once. Use `client_for_run` inside a run and `make_client` outside.
+Identical prompts within a call are answered once. Inside a run a method builds its client from the run's
+settings (`baselines.crag.client_for_run`); outside, `make_client`.
 """
 
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from baselines.endpoint import (
+from bench.models.endpoint import (
     ENDPOINT_PREFIX,
     Endpoint,
     EndpointClient,
@@ -30,7 +31,6 @@ from baselines.endpoint import (
     resolve_endpoint,
 )
 from bench.models.rollout_cache import RolloutCache
-from bench.runs.context import RunContext
 
 Chat = Sequence[Mapping[str, str]]
 
@@ -97,7 +97,7 @@ class LocalChat:
 
 @dataclass
 class EndpointChat:
-    """An OpenAI-compatible endpoint through `baselines.endpoint`; one `EndpointClient` per call (a client stops
+    """An OpenAI-compatible endpoint through `bench.models.endpoint`; one `EndpointClient` per call (a client stops
     after its batch), its usage added to `totals`."""
 
     endpoint: Endpoint
@@ -136,15 +136,3 @@ def make_client(model: str, *, cache_dir: Path, corpus: Sequence[str] = (), base
 
     backbone = load_backbone(model, corpus=corpus, cache_dir=cache_dir / "backbones", seed=0)
     return LocalChat(backbone, cache_dir / "rollouts", max_prompt_tokens, seed, backend, batch_size, progress)
-
-
-def client_for_run(ctx: RunContext) -> ChatClient:
-    """The run's model as a client: its backbone (through `ctx.load_backbone`, the run's backend, batch size,
-    prompt budget and seed) or its endpoint (the spec's base URL)."""
-    if ctx.spec.model.startswith(ENDPOINT_PREFIX):
-        return EndpointChat(resolve_endpoint(ctx.spec.model, ctx.spec.base_url), ctx.cache_dir / "endpoint",
-                            ctx.spec.seed)
-    settings = ctx.spec.settings
-    return LocalChat(ctx.load_backbone(), ctx.cache_dir / "rollouts", settings.max_prompt_tokens, ctx.spec.seed,
-                     ctx.spec.backend, settings.eval_batch_size, ctx.progress)
-

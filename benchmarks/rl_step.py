@@ -8,7 +8,7 @@ completion length, learning rate, KL beta and temperature (the `cpu-small` prese
 preset's prompt budget. Sampled lengths differ between the paths and between steps, so every completion is forced to
 the preset's `max_new_tokens` (`generation_kwargs={"min_new_tokens": N}`, which the hook maps to `ignore_eos`): both
 then generate and train on the same number of tokens, and the ratio measures the generation path alone (as
-`algorithms.rank_grpo_trainer.step_time_benchmark` does for the trainers). Rounds alternate which path goes first,
+`benchmarks.step_time.step_time_benchmark` does for the trainers). Rounds alternate which path goes first,
 so that drift on a shared machine affects both alike; the warm-up steps (first packing, allocator growth) are not
 counted. Generation time is the trainer's `_generate` call (tokenisation, sampling, decoding to text), timed by a
 subclass of `GRPOTrainer`; step time is from step begin to step end (`StepTimer`).
@@ -43,13 +43,13 @@ def rl_step_times(model: str = "smollm2-135m", dataset_name: str = "redial", pre
     if steps < 1 or warmup_steps < 0 or repeats < 1:
         raise BenchError(f"--steps and --repeats must be at least 1 and --warmup-steps at least 0, got {steps}, "
                          f"{repeats} and {warmup_steps}.")
-    from algorithms.rank_grpo_trainer import StepTimer
     from algorithms.rl import ListRewards, train_prompts
     from algorithms.rollout_hook import rollout_kwargs
     from algorithms.training import device_arguments, quiet_console, quiet_trl_deprecations, rl_model_init_kwargs
     from bench.data.datasets import load_dataset
     from bench.models.backbones import default_cache_dir, load_backbone
     from bench.runs.presets import get_preset
+    from benchmarks.step_time import StepTimer
 
     settings = get_preset(preset)
     dataset = load_dataset(dataset_name)
