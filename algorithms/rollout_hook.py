@@ -146,10 +146,13 @@ def attach_vllm(trainer: Any, backbone: Any) -> SyncedVLLM:
     unshared `VLLMEngine` of `backbone` (the RL start: its directory and dtype, which is the policy's unless the
     spec chose another) with TRL's colocated-vLLM behaviour: weight sync before each step's rollouts, and the
     importance-sampling correction of the policy's log-probs against the engine's (`vllm_importance_sampling_*`
-    in the config; TRL's defaults: sequence-level, masked above a ratio of 3)."""
+    in the config; TRL's defaults: sequence-level, masked above a ratio of 3). On CUDA vLLM takes 30% of the GPU's
+    memory, TRL's colocate default (`vllm_gpu_memory_utilization`), leaving the rest to training."""
     from bench.models.vllm_backend import VLLMEngine
 
-    synced = SyncedVLLM(VLLMEngine(backbone, progress=False, shared=False), trainer)
+    engine = VLLMEngine(backbone, progress=False, shared=False,
+                        gpu_memory_utilization=trainer.args.vllm_gpu_memory_utilization)
+    synced = SyncedVLLM(engine, trainer)
     trainer.vllm_generation = synced
     trainer.use_vllm = True
     trainer.vllm_mode = "colocate"

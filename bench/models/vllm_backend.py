@@ -97,10 +97,11 @@ class VLLMEngine:
     Each prompt gets its own sampling seed (from the run seed, the prompt and the settings), so results do not depend
     on how prompts are batched; `batch_size` only sets how often the rollout cache stores results (vLLM schedules its
     own batches). Greedy decoding asks for one sequence and repeats it, as the transformers engine does.
+    `gpu_memory_utilization` (CUDA only) applies to unshared engines: an RL engine shares the GPU with training.
     """
 
     def __init__(self, backbone: Backbone, batch_size: int = 256, progress: bool = True,
-                 max_model_len: int | None = None, shared: bool = True) -> None:
+                 max_model_len: int | None = None, shared: bool = True, gpu_memory_utilization: float = 0.85) -> None:
         vllm = import_vllm()
         self.backbone = backbone
         self.batch_size = batch_size
@@ -112,7 +113,8 @@ class VLLMEngine:
         self.producer = producer("vllm", vllm.__version__, self.dtype)
         self.eos_ids = eos_token_ids(backbone.model, backbone.tokenizer)
         arguments = (str(backbone.path), self.dtype, self.context, backbone.random_init)
-        self.llm = shared_llm(*arguments, backbone.fingerprint) if shared else build_llm(*arguments)
+        self.llm = (shared_llm(*arguments, backbone.fingerprint) if shared
+                    else build_llm(*arguments, gpu_memory_utilization=gpu_memory_utilization))
 
     def check_fits(self, prompts: Sequence[Chat], settings: SamplingSettings) -> None:
         lengths = [len(prompt_token_ids(self.backbone.tokenizer, prompt)) for prompt in prompts]
