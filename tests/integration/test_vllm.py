@@ -6,7 +6,8 @@
 - the weight sync: after one GRPO step at a large learning rate through `attach_vllm`, vLLM's greedy tokens change
   and equal the trained policy's, its log-probs match the policy's forward pass, and TRL logged its
   importance-sampling ratio from the hook's log-probs (about 1 in float32);
-- a `--backend vllm` zero-shot run records its dtype in spec.json and caches under vLLM's producer.
+- a `--backend vllm` zero-shot run records its dtype in spec.json and caches under vLLM's producer;
+- `bench serve --backend vllm` answers an OpenAI client with vLLM's greedy text.
 
 One engine per backbone for the module, eager (`BENCH_VLLM_EAGER=1`: no torch.compile, 8-35 s to start here).
 Skipped where vLLM is not installed, except under CI (`CI` set), where `.ci/run` installs it and a missing vLLM
@@ -73,7 +74,7 @@ def smol(tmp_path_factory: pytest.TempPathFactory) -> Backbone:
 def smol_vllm(smol: Backbone) -> Any:
     from bench.models.vllm_backend import VLLMEngine
 
-    return VLLMEngine(smol, progress=False, max_model_len=1024)
+    return VLLMEngine(smol, progress=False)  # the shared engine, which `serve` reuses
 
 
 def policy_logprobs(model: Any, prompt: list[int], completion: SampledCompletion, temperature: float) -> Any:
@@ -172,3 +173,15 @@ def test_a_vllm_zero_shot_run_records_its_dtype_and_caches_under_vllm(tmp_path: 
     entries = [json.loads(path.read_text()) for path in (tmp_path / "cache" / "rollouts").rglob("*.json")]
     assert entries and all(entry["producer"].startswith("vllm ") and entry["producer"].endswith(" float32")
                            for entry in entries)
+
+
+def test_serve_answers_an_openai_client_through_vllm(smol: Backbone, smol_vllm: Any) -> None:
+    from openai import OpenAI
+
+    from bench.models.openai_server import serve
+
+    chat = [{"role": "user", "content": "Name one good movie."}]
+    with serve(smol, backend="vllm") as handle:
+        reply = OpenAI(base_url=handle.url, api_key="local").chat.completions.create(
+            model="smollm2-135m", messages=chat, max_tokens=16, temperature=0)  # type: ignore[arg-type]
+    assert reply.choices[0].message.content == smol_vllm.generate([chat], SamplingSettings(max_new_tokens=16), 0)[0][0]
