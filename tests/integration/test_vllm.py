@@ -120,6 +120,7 @@ def test_one_large_step_is_synced_into_vllm(tmp_path: Path) -> None:
 
     from algorithms.rollout_hook import EngineRollouts, attach_vllm
     from algorithms.training import device_arguments, quiet_trl_deprecations, rl_model_init_kwargs
+    from algorithms.watch import TRAIN_LOG_KEYS
 
     backbone = load_backbone("tiny-m", corpus=CORPUS, cache_dir=tmp_path / "models", device="cpu")
     chats = [[{"role": "user", "content": f"I liked Movie {i} (1999). More?"}] for i in range(4)]
@@ -142,6 +143,8 @@ def test_one_large_step_is_synced_into_vllm(tmp_path: Path) -> None:
         trainer.train()
     assert synced.syncs == 1  # TRL synced once, before the step's rollouts
     assert trainer.state.log_history[0]["grad_norm"] > 0  # the reward varied, so the step moved the weights
+    logged = {key for key in TRAIN_LOG_KEYS.values() if key.startswith("sampling/")}
+    assert len(logged) == 5 and logged <= set(trainer.state.log_history[0])  # train_log.jsonl gets them
     ratio = trainer.state.log_history[0]["sampling/importance_sampling_ratio/mean"]
     assert abs(ratio - 1.0) < 1e-3  # the policy's own log-probs: float32 vLLM is the policy
     synced.sync_weights()  # what TRL calls before the next step's rollouts
