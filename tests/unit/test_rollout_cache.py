@@ -170,3 +170,12 @@ def test_too_old_vllm_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(__version__="0.10.1.post2"))
     with pytest.raises(BenchError, match=r"needs vLLM >= 0.22, found 0.10.1.post2: pip install"):
         make_engine("vllm", None)  # type: ignore[arg-type]
+
+
+def test_vllm_built_for_another_platform_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA wheel on a machine without a GPU: vLLM imports, but its platform is neither CPU nor CUDA."""
+    nowhere = types.SimpleNamespace(is_cpu=lambda: False, is_cuda=lambda: False)
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(__version__="0.32.0"))
+    monkeypatch.setitem(sys.modules, "vllm.platforms", types.SimpleNamespace(current_platform=nowhere))
+    with pytest.raises(BenchError, match=r"vLLM 0.32.0 finds no CPU or CUDA platform .*: pip install"):
+        make_engine("vllm", None)  # type: ignore[arg-type]
