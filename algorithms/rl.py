@@ -165,10 +165,6 @@ def rl_config(ctx: RunContext, output_dir: Path, **overrides: Any) -> Any:
         lr_scheduler_type=transformers_scheduler(settings.rl_lr_scheduler, settings.rl_warmup_ratio),
         warmup_steps=math.ceil(settings.rl_warmup_ratio * settings.rl_steps), log_completions=False, **rl_model_init_kwargs(),
         **device_arguments(ctx.report_to))
-    if spec.backend == "vllm":
-        from bench.models.vllm_backend import grpo_vllm_kwargs
-
-        common.update(grpo_vllm_kwargs())
     common.update(overrides)
     if spec.algo == "rank_grpo":
         return RankGRPOConfig(rank_reward=spec.reward, n_items=N_RANKS, length_shaping=spec.length_shaping,
@@ -202,7 +198,7 @@ def make_rl_trainer(ctx: RunContext, model: str, tokenizer: Any, rewards: ListRe
 def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     """Train (or resume) from the SFT model; returns the final model directory of the run."""
     from algorithms.lora import merge_adapters
-    from algorithms.rollout_hook import rollout_kwargs
+    from algorithms.rollout_hook import attach_vllm, rollout_kwargs
     from algorithms.training import (
         CurveLogger,
         curve_callback,
@@ -232,6 +228,8 @@ def train_rl(ctx: RunContext, sft_dir: Path) -> Path:
     dataset = train_prompts(ctx.dataset.split("train"), start.tokenizer, settings.max_prompt_tokens)
     generation = rollout_kwargs(ctx.spec.rl_rollouts, ctx.spec.model)
     trainer = make_rl_trainer(ctx, str(sft_dir), start.tokenizer, rewards, config, dataset, callbacks, **generation)
+    if ctx.spec.backend == "vllm":
+        attach_vllm(trainer, start)
     trainer_ref.append(trainer)
     with quiet_trl_deprecations():
         trainer.train(resume_from_checkpoint=last_checkpoint(ctx.folder.checkpoints_dir))

@@ -29,9 +29,13 @@ How the completions are made:
   a repetition penalty, other generation kwargs) is refused with a one-line error rather than silently dropped.
 - **Seeded per step:** from the run's seed, `trainer.state.global_step` and the process index, so a resumed run
   samples what the uninterrupted run would have sampled at the same step.
-- **vLLM** (`--backend vllm`, TRL's colocated vLLM): TRL syncs the current weights into `trainer.vllm_generation`
-  before calling the hook, and the hook samples through that same `vllm.LLM` with vLLM's documented
-  `SamplingParams` (`bench.models.vllm_backend.sample_tokens`).
+- **vLLM** (`--backend vllm`, CPU and CUDA alike): the suite's own `VLLMEngine` in the policy's dtype, attached by
+  `attach_vllm` where TRL keeps its colocated vLLM (`trainer.vllm_generation`). TRL then does what it does for its
+  own: calls `sync_weights()` once per optimizer step before the hook (`GRPOTrainer._generate`), and, since
+  `use_vllm` is on, applies its importance-sampling correction with the hook's log-probs and logs it
+  (`sampling/importance_sampling_ratio/*`, `sampling/sampling_logp_difference/*`). TRL's own colocated `LLM`
+  is not used: it passes no dtype (vLLM then runs a float32 policy in bf16) and its `load_weights` sync fails on CPU
+  (`bench.models.vllm_backend`).
 """
 
 import time
@@ -99,16 +103,61 @@ class EngineRollouts:
     @staticmethod
     def _sample_vllm(trainer: Any, distinct: list[list[int]], settings: SamplingSettings,
                      seed: int) -> list[list[SampledCompletion]]:
-        """TRL's colocated vLLM (weights synced by TRL before the hook is called), one request of G samples per
-        distinct prompt. Server mode and tensor parallelism split prompts over processes in ways this hook does
-        not reproduce, so they are refused."""
-        from bench.models.vllm_backend import sample_tokens
+        """The attached `SyncedVLLM` (weights synced by TRL's call to `sync_weights` before the hook), one request
+        of G samples per distinct prompt. TRL's own vLLM (`use_vllm=True` in the config) is refused: see the module
+        docstring."""
+        if not isinstance(trainer.vllm_generation, SyncedVLLM):
+            raise BenchError("RL rollouts through vLLM use the suite's engine (--backend vllm); TRL's own colocated "
+                             "vLLM (use_vllm=True) runs in bf16 and cannot sync weights on CPU")
+        return trainer.vllm_generation.engine.generate_tokens(distinct, settings, seed, trainer.eos_token_ids)
 
-        args = trainer.args
-        if args.vllm_mode != "colocate" or args.vllm_tensor_parallel_size != 1:
-            raise BenchError(f"the shared rollout engine drives colocated vLLM with tensor parallel size 1; got "
-                             f"vllm_mode {args.vllm_mode!r}, tensor parallel size {args.vllm_tensor_parallel_size}")
-        return sample_tokens(trainer.vllm_generation.llm, distinct, settings, seed, trainer.eos_token_ids)
+
+class SyncedVLLM:
+    """The suite's `VLLMEngine` in the place of TRL's `VLLMGeneration` (`trainer.vllm_generation`): what
+    `GRPOTrainer._generate` asks of it when a `rollout_func` generates (trl 1.16) is `sync_weights()`, once per
+    optimizer step; `llm` is there for TRL's colocate checks. `syncs` counts the syncs."""
+
+    def __init__(self, engine: Any, trainer: Any) -> None:
+        self.engine = engine
+        self.trainer = trainer
+        self.syncs = 0
+
+    @property
+    def llm(self) -> Any:
+        return self.engine.llm
+
+    def sync_weights(self) -> None:
+        """Copy the trainer's current weights into vLLM (`VLLMEngine.sync_weights`): the model unwrapped as for
+        generation (TRL's `unwrap_model_for_generation`, which also gathers ZeRO-3 shards)."""
+        from trl.models.utils import unwrap_model_for_generation
+
+        trainer = self.trainer
+        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                         gather_deepspeed3_params=trainer.args.ds3_gather_for_generation) as model:
+            if hasattr(model, "peft_config"):
+                raise BenchError("--backend vllm with LoRA is not supported yet: vLLM would need the merged "
+                                 "weights each step; use --backend transformers")
+            self.engine.sync_weights(list(model.named_parameters()))
+        self.syncs += 1
+
+
+def attach_vllm(trainer: Any, backbone: Any) -> SyncedVLLM:
+    """Make `trainer` (built with `use_vllm=False`, so TRL starts no vLLM of its own) roll out through a new,
+    unshared `VLLMEngine` of `backbone` (the RL start: its directory and dtype, which is the policy's unless the
+    spec chose another) with TRL's colocated-vLLM behaviour: weight sync before each step's rollouts, and the
+    importance-sampling correction of the policy's log-probs against the engine's (`vllm_importance_sampling_*`
+    in the config; TRL's defaults: sequence-level, masked above a ratio of 3). On CUDA vLLM takes 30% of the GPU's
+    memory, TRL's colocate default (`vllm_gpu_memory_utilization`), leaving the rest to training."""
+    from bench.models.vllm_backend import VLLMEngine
+
+    engine = VLLMEngine(backbone, progress=False, shared=False,
+                        gpu_memory_utilization=trainer.args.vllm_gpu_memory_utilization)
+    synced = SyncedVLLM(engine, trainer)
+    trainer.vllm_generation = synced
+    trainer.use_vllm = True
+    trainer.vllm_mode = "colocate"
+    trainer._last_loaded_step = -1  # TRL's marker: sync before the first generation of every step
+    return synced
 
 
 def distinct_prompts(prompt_ids: list[list[int]], group: int) -> list[list[int]]:

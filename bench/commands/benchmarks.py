@@ -19,11 +19,14 @@ def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny"
                   max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 128,
                   dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
                   temperature: Annotated[float, typer.Option(help="Temperature of the sampled rows.")] = 1.0,
-                  backend: opt.Backend = "transformers",
+                  backend: Annotated[str, typer.Option(
+                      help="Rollout engines measured side by side, comma-separated: transformers, vllm.")
+                  ] = "transformers",
                   random_init: Annotated[bool, typer.Option(help="Real architecture, random weights.")] = False,
                   dataset: opt.Dataset = "redial",
                   repeats: Annotated[int, typer.Option(help="Timed runs per row; the fastest is kept.")] = 3) -> None:
-    """Rollout tokens/s at each batch size, greedy and sampled, beside the FLOP-bound ceiling of this machine."""
+    """Rollout tokens/s per engine at each batch size, greedy and sampled, beside the FLOP-bound ceiling of this
+    machine."""
     from bench.data.datasets import load_dataset
     from bench.models.backbones import default_cache_dir, load_backbone
     from benchmarks.rollout_speed import format_report, rollout_speed
@@ -31,7 +34,8 @@ def bench_rollout(model: Annotated[str, typer.Option(help="Backbone.")] = "tiny"
     backbone = load_backbone(model, corpus=load_dataset(dataset).corpus(), random_init=random_init, dtype=dtype,
                              cache_dir=default_cache_dir() / "backbones")
     sizes = [int(size) for size in [part for part in batch_sizes.split(",") if part.strip()]]
-    for line in format_report(rollout_speed(backbone, sizes, max_new_tokens, temperature, backend, repeats)):
+    backends = opt.comma_list(backend)
+    for line in format_report(rollout_speed(backbone, sizes, max_new_tokens, temperature, backends, repeats)):
         typer.echo(line)
 
 
@@ -101,10 +105,14 @@ def bench_rl_step(model: Annotated[str, typer.Option(help="Backbone.")] = "smoll
                   dataset: opt.Dataset = "redial",
                   steps: Annotated[int, typer.Option(help="Timed steps per path and round.")] = 2,
                   warmup_steps: Annotated[int, typer.Option(help="Untimed steps first.")] = 1,
-                  repeats: Annotated[int, typer.Option(help="Rounds, alternating which path goes first.")] = 1) -> None:
-    """RL step time with TRL's generate and with the shared engine, side by side, and the share spent generating."""
+                  repeats: Annotated[int, typer.Option(help="Rounds, alternating which path goes first.")] = 1,
+                  paths: Annotated[str, typer.Option(
+                      help="Comma-separated: trl (TRL's generate), engine (the shared transformers engine), vllm "
+                           "(the shared hook on vLLM, synced every step).")] = "trl,engine") -> None:
+    """RL step time per generation path, side by side, and the share spent generating."""
     from benchmarks.rl_step import format_rl_step, rl_step_times
 
-    times = rl_step_times(model, dataset, preset, steps=steps, warmup_steps=warmup_steps, repeats=repeats)
+    times = rl_step_times(model, dataset, preset, steps=steps, warmup_steps=warmup_steps, repeats=repeats,
+                          paths=tuple(opt.comma_list(paths)))
     for line in format_rl_step(times, model, preset):
         typer.echo(line)

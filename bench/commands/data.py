@@ -93,6 +93,7 @@ def sft_data_command(
                                    ] = 0.5,
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget of LLM teachers and judges.")] = 400,
     seed: Annotated[int, typer.Option(help="Seed sent with LLM requests.")] = 0,
+    backend: opt.Backend = "transformers",
     force: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
 ) -> None:
     """Build SFT demonstrations with Remap-Reflect-Adjust (Rank-GRPO Stage 1): teacher -> catalog -> judge ->
@@ -103,7 +104,7 @@ def sft_data_command(
 
     config = SftDataConfig(teacher=teacher, judge=judge, fuzzy_threshold=fuzzy_threshold,
                            popularity_strength=popularity_strength, limit=limit, base_url=base_url, seed=seed,
-                           max_new_tokens=max_new_tokens)
+                           max_new_tokens=max_new_tokens, backend=backend)
     report = build_sft_data(load_dataset(dataset, catalog), config, out, default_cache_dir(), overwrite=force,
                             log=lambda message: typer.echo(message, err=True))
     for line in report_lines(report, out):

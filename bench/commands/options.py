@@ -40,12 +40,15 @@ class EvalOptions:
     max_new_tokens: Annotated[int | None, typer.Option(help="Override the preset's generation length.")] = None
     protocol: Annotated[str, typer.Option(help="Main evaluation protocol: standard or reference.")] = "standard"
     backend: Backend = "transformers"
+    dtype: Annotated[str | None, typer.Option(
+        help="Model dtype for decoding (float32, bfloat16, float16); default float32 on CPU, bfloat16 on CUDA.")
+    ] = None
 
     def preset_overrides(self) -> dict[str, Any]:
         return {"eval_limit": self.limit, "max_new_tokens": self.max_new_tokens}
 
     def spec_fields(self) -> dict[str, Any]:
-        return {"split": self.split, "protocol": self.protocol, "backend": self.backend}
+        return {"split": self.split, "protocol": self.protocol, "backend": self.backend, "dtype": self.dtype}
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,11 @@ def _ensure_padding(tokenizer: Any) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
+def default_dtype() -> str:
+    """The dtype name "auto" resolves to on this machine: bf16 (fp16 without bf16) on CUDA, float32 on CPU."""
+    return str(_resolve_dtype("auto", _resolve_device("auto"))).removeprefix("torch.")
+
+
 def _resolve_device(device: str) -> Any:
     import torch
 

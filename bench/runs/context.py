@@ -65,7 +65,8 @@ class RunContext:
         return examples[:limit] if limit is not None else examples
 
     def load_backbone(self, path_or_name: str | None = None) -> Any:
-        """The run's backbone (or a trained checkpoint directory), built from the dataset corpus when tiny.
+        """The run's backbone (or a trained checkpoint directory) in the spec's dtype, built from the dataset
+        corpus when tiny.
 
         Tiny backbones are built with seed 0 whatever the run seed: like a pretrained model, the backbone is the
         same for every seed and the seed only drives training and sampling.
@@ -73,7 +74,7 @@ class RunContext:
         from bench.models.backbones import load_backbone
 
         return load_backbone(path_or_name or self.spec.model, corpus=self.dataset.corpus(),
-                             cache_dir=self.cache_dir / "backbones", seed=0,
+                             cache_dir=self.cache_dir / "backbones", seed=0, dtype=self.spec.dtype or "auto",
                              random_init=self.spec.random_init and path_or_name is None)
 
     def generate(self, backbone: Any, examples: Sequence[Example], *, temperature: float = 0.0,

@@ -92,6 +92,11 @@ class RunSpec:
     linear layer. Left out of the digest while 0, so runs without LoRA keep their ids."""
     lora_alpha: float | None = None
     lora_targets: str = "all-linear"
+    dtype: str | None = None
+    """The dtype the run's backbone is loaded and decoded in (both engines, and vLLM's RL rollouts): float32,
+    bfloat16 or float16, resolved by `make_spec` for methods with a model (default: float32 on CPU, bf16 on CUDA,
+    the policy's training dtype), None for the others. Left out of the digest while float32 (every run before the
+    field ran in float32 on CPU), so those ids do not move."""
     rl_rollouts: str | None = None
     """How RL training generates its rollouts: "engine" (the shared engine through TRL's `rollout_func`,
     `algorithms.rollout_hook`; the default) or "trl" (TRL's own `generate`). None for other methods, and in RL specs
@@ -137,6 +142,8 @@ class RunSpec:
             data = {key: value for key, value in data.items() if key not in LORA_FIELDS}
         if self.rl_rollouts is None:
             del data["rl_rollouts"]
+        if self.dtype in (None, "float32"):
+            del data["dtype"]
         payload = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(payload).hexdigest()[:10]
 
@@ -170,10 +177,26 @@ def make_spec(algo: str, model: str, preset: str = "default", preset_overrides: 
     settings = replace(settings, **overrides)
     settings = replace(settings, optim=resolve_optimizer(settings.optim))
     given = {key: value for key, value in fields.items() if value is not None}
+    if algo in ALGORITHMS and ALGORITHMS[algo].needs_model:
+        given["dtype"] = _resolve_dtype(given.get("dtype"))
     spec = canonical(RunSpec(algo=algo, model=model, settings=settings, **given))
     if spec.algo in RL_ALGORITHMS:
         spec = _resolve_rl(spec, "loss_type" in given)
     return spec
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _resolve_dtype(dtype: str | None) -> str:
+    """A model dtype by name, or the device's default when None (`bench.models.backbones.load_backbone`'s "auto")."""
+    if dtype is None:
+        from bench.models.backbones import default_dtype
+
+        return default_dtype()
+    if dtype not in DTYPES:
+        raise UnknownNameError("dtype (--dtype)", dtype, list(DTYPES))
+    return dtype
 
 
 def _default_loss_type(algo: str) -> str:
@@ -194,6 +217,9 @@ def _resolve_rl(spec: RunSpec, loss_type_given: bool) -> RunSpec:
     rl_rollouts = spec.rl_rollouts or RL_ROLLOUTS[0]
     if rl_rollouts not in RL_ROLLOUTS:
         raise UnknownNameError("RL rollout path (--rl-rollouts)", rl_rollouts, list(RL_ROLLOUTS))
+    if spec.backend == "vllm" and rl_rollouts != "engine":
+        raise BenchError("--backend vllm trains with the shared rollout engine (--rl-rollouts engine): TRL's own "
+                         "colocated vLLM runs a float32 policy in bf16 and cannot sync weights on CPU")
     clip = CLIPPING[spec.algo]
     spec = replace(spec, loss_type=loss_type, rl_rollouts=rl_rollouts,
                    epsilon_low=clip.low if spec.epsilon_low is None else spec.epsilon_low,
@@ -228,6 +254,8 @@ def canonical(spec: RunSpec) -> RunSpec:
                        epsilon_low=None, epsilon_high=None, loss_type=None, rl_rollouts=None)
     if spec.algo not in RL_ALGORITHMS:
         spec = replace(spec, reward_signal="real")
+    if spec.algo in ALGORITHMS and not ALGORITHMS[spec.algo].needs_model:
+        spec = replace(spec, dtype=None)
     if spec.algo != "rank_grpo":
         spec = replace(spec, reward="exp_inf", length_shaping=True, missing_rank_credit=False)
     if spec.lora_r == 0 or (spec.algo in ALGORITHMS and not ALGORITHMS[spec.algo].trained):

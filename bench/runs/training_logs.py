@@ -4,7 +4,8 @@ the step at each validation interval), written into the run folder by the main p
 `train_log.jsonl` lines hold what applies to the method, under stable names (TRL's log keys in `TRAIN_LOG_KEYS`):
 loss, learning rate, grad norm, step seconds; for RL also reward mean/std, the fraction of groups whose rewards all
 tie (`frac_tied_groups`: no learning signal; for Rank-GRPO, groups where every rank's reward ties), clip
-fractions, KL, entropy, mean completion length, items emitted, format rate and generated tokens per second; for SFT
+fractions, KL, entropy, mean completion length, items emitted, format rate and generated tokens per second, and with
+vLLM rollouts TRL's importance-sampling ratio (min/mean/max) and |policy - vLLM| log-prob gap (mean/max); for SFT
 tokens per second and token accuracy. Every RL method also logs the same two numbers about its samples, whatever its
 own reward is (Rank-GRPO's `reward_mean` is a DCG, a null control's is shuffled): `sampled_ndcg@20`, the mean
 NDCG@20 of the step's completions under the real reward, and `best_of_g_ndcg@20`, the mean over prompts of the best
@@ -34,6 +35,11 @@ TRAIN_LOG_KEYS = {
     "clip_low": "clip_ratio/low_mean", "clip_high": "clip_ratio/high_mean", "clip_region": "clip_ratio/region_mean",
     "kl": "kl", "entropy": "entropy", "mean_completion_length": "completions/mean_length",
     "truncated_fraction": "completions/clipped_ratio", "token_accuracy": "mean_token_accuracy",
+    "is_ratio_min": "sampling/importance_sampling_ratio/min",
+    "is_ratio_mean": "sampling/importance_sampling_ratio/mean",
+    "is_ratio_max": "sampling/importance_sampling_ratio/max",
+    "sampling_logp_gap_mean": "sampling/sampling_logp_difference/mean",
+    "sampling_logp_gap_max": "sampling/sampling_logp_difference/max",
 }
 """train_log.jsonl name -> the transformers/TRL log key it comes from (absent keys are left out)."""
 

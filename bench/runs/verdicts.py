@@ -2,7 +2,7 @@
 verdict of every (target, metric).
 
 A *target* is one run of the configuration at one checked seed (`grpo/tiny/synthetic:check seed 0`) or one
-method's deterministic probe (`grpo/tiny/synthetic:check probe`, `algorithms.probes`). `bench check --update`
+method's deterministic probe (`grpo/tiny/synthetic:check probe`, `experiments.probes`). `bench check --update`
 observes every target several times: in the reference pass, in every perturbed rerun (another thread count, oneDNN
 off, initial weights jittered; `bench.runs.perturb`) and, for runs of a grid with `band_seeds`, at those other seeds
 too, which stand in for the chaos another machine adds to a trained run. From that sample each (target, metric)

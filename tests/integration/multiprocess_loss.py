@@ -63,7 +63,7 @@ def loss_gradient_advantages(model_dir: str, loss_type: str, output_dir: str, nu
     tokenizer = tiny_tokenizer()
     args = RankGRPOConfig(
         output_dir=output_dir, report_to="none", save_strategy="no", use_cpu=True, bf16=False,
-        activation_checkpointing=False, per_device_train_batch_size=GROUPS * G // num_processes, num_generations=G,
+        gradient_checkpointing=False, per_device_train_batch_size=GROUPS * G // num_processes, num_generations=G,
         max_completion_length=MAX_COMPLETION_LENGTH, n_items=N_ITEMS, loss_type=loss_type, seed=0,
     )
     trainer = FixedCompletionsTrainer(

@@ -21,7 +21,7 @@ def _config_kwargs(num_iterations: int) -> dict:
         "num_iterations": num_iterations,
         "use_cpu": True,
         "bf16": False,
-        "activation_checkpointing": False,
+        "gradient_checkpointing": False,
         "logging_steps": 1,
         "seed": 0,
     }

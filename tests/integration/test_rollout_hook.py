@@ -242,9 +242,11 @@ def test_rl_step_command_times_both_paths() -> None:
     for line in lines[:2]:
         step, generation = float(line.split()[2]), float(line.split()[5])
         assert 0 < generation < step
-    assert lines[2].startswith("speedup (TRL generate / shared engine): generation ")
+    assert lines[2].startswith("speedup (trl / engine): generation ")
     bad = CliRunner().invoke(app, ["bench", "rl-step", "--model", "tiny", "--steps", "0"])
     assert bad.exit_code == 2 and "--steps" in bad.output
+    unknown = CliRunner().invoke(app, ["bench", "rl-step", "--model", "tiny", "--paths", "trl,vlm"])
+    assert unknown.exit_code == 2 and "Did you mean 'vllm'" in unknown.output
 
 
 def test_explicit_warpers_sample_what_generate_configured_samples(sharpened: Backbone) -> None:

@@ -110,7 +110,7 @@ def test_cache_avoids_recomputation_and_recomputes_corrupt_entries(backbone: Bac
         calls.clear()
         assert engine.generate(PROMPTS, GREEDY, seed=0) == first
         assert calls == []
-        entry = cache.path_for(entry_key(backbone.fingerprint, PROMPTS[3], GREEDY, 0))
+        entry = cache.path_for(entry_key(backbone.fingerprint, engine.producer, PROMPTS[3], GREEDY, 0))
         entry.write_text(entry.read_text()[:-5])
         assert engine.generate(PROMPTS, GREEDY, seed=0) == first
         assert calls == [1] and cache.dropped == 1
@@ -131,12 +131,3 @@ def test_measure_throughput_reports_rates(backbone: Backbone) -> None:
     report = measure_throughput(backbone, "transformers", n_prompts=6, settings=settings, batch_size=3)
     assert report["new_tokens"] == 6 * 16 and report["completions"] == 6
     assert report["tokens_per_s"] > 0 and report["examples_per_s"] > 0 and report["device"] == "cpu"
-
-
-def test_vllm_settings_for_trl_are_real_grpo_config_fields() -> None:
-    from trl import GRPOConfig
-
-    from bench.models.vllm_backend import grpo_vllm_kwargs
-
-    names = {field.name for field in dataclasses.fields(GRPOConfig)}
-    assert set(grpo_vllm_kwargs(max_model_length=4096)) <= names

@@ -8,6 +8,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.models.endpoint import (
+    ENDPOINT_PRODUCER,
     OFFICIAL_BASE_URL,
     Endpoint,
     EndpointSettings,
@@ -27,16 +28,17 @@ LOCAL = Endpoint("http://127.0.0.1:8000/v1", "tiny", "EMPTY")
 def test_cache_entries_are_separated_by_url_model_settings_and_seed(tmp_path: Path) -> None:
     cache = RolloutCache(tmp_path)
     settings = RequestSettings(max_tokens=48)
-    cache.put(LOCAL.fingerprint, PROMPT, settings, 0, ["Heat (1995)"])
-    assert cache.get(LOCAL.fingerprint, PROMPT, settings, 0) == ["Heat (1995)"]
+    cache.put(LOCAL.fingerprint, ENDPOINT_PRODUCER, PROMPT, settings, 0, ["Heat (1995)"])
+    assert cache.get(LOCAL.fingerprint, ENDPOINT_PRODUCER, PROMPT, settings, 0) == ["Heat (1995)"]
     other_url = Endpoint("http://127.0.0.1:9000/v1", "tiny", "EMPTY")
     other_model = Endpoint(LOCAL.base_url, "tiny-m", "EMPTY")
-    assert cache.get(other_url.fingerprint, PROMPT, settings, 0) is None
-    assert cache.get(other_model.fingerprint, PROMPT, settings, 0) is None
-    assert cache.get(LOCAL.fingerprint, PROMPT, RequestSettings(max_tokens=49), 0) is None
-    assert cache.get(LOCAL.fingerprint, PROMPT, RequestSettings(max_tokens=48, temperature=1.0), 0) is None
-    assert cache.get(LOCAL.fingerprint, PROMPT, settings, 1) is None
-    assert cache.get(LOCAL.fingerprint, (*PROMPT, {"role": "user", "content": "more"}), settings, 0) is None
+    assert cache.get(other_url.fingerprint, ENDPOINT_PRODUCER, PROMPT, settings, 0) is None
+    assert cache.get(other_model.fingerprint, ENDPOINT_PRODUCER, PROMPT, settings, 0) is None
+    assert cache.get(LOCAL.fingerprint, ENDPOINT_PRODUCER, PROMPT, RequestSettings(max_tokens=49), 0) is None
+    assert cache.get(LOCAL.fingerprint, ENDPOINT_PRODUCER, PROMPT, RequestSettings(max_tokens=48, temperature=1.0),
+                     0) is None
+    assert cache.get(LOCAL.fingerprint, ENDPOINT_PRODUCER, PROMPT, settings, 1) is None
+    assert cache.get(LOCAL.fingerprint, ENDPOINT_PRODUCER, (*PROMPT, {"role": "user", "content": "more"}), settings, 0) is None
 
 
 def test_the_key_never_reaches_the_cache_key() -> None:
@@ -47,10 +49,10 @@ def test_the_key_never_reaches_the_cache_key() -> None:
 def test_a_corrupt_entry_is_a_miss_and_is_deleted(tmp_path: Path) -> None:
     cache = RolloutCache(tmp_path)
     settings = RequestSettings(max_tokens=48)
-    cache.put(LOCAL.fingerprint, PROMPT, settings, 0, ["Heat (1995)"])
+    cache.put(LOCAL.fingerprint, ENDPOINT_PRODUCER, PROMPT, settings, 0, ["Heat (1995)"])
     [entry] = tmp_path.rglob("*.json")
     entry.write_text(entry.read_text()[:-20])
-    assert cache.get(LOCAL.fingerprint, PROMPT, settings, 0) is None
+    assert cache.get(LOCAL.fingerprint, ENDPOINT_PRODUCER, PROMPT, settings, 0) is None
     assert cache.dropped == 1 and not entry.exists()
 
 

@@ -211,3 +211,27 @@ def test_option_sets_refuse_clashing_flags() -> None:
 
     with pytest.raises(TypeError, match="option 'steps' of RLOptions clashes"):
         with_option_sets(rl=RLOptions)(command)
+
+
+def test_dtype_is_explicit_for_model_runs_and_moves_no_float32_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from bench.errors import UnknownNameError
+    from bench.models import backbones
+
+    monkeypatch.setattr(backbones, "default_dtype", lambda: "float32")  # this machine's default, named
+    spec = make_spec("zero_shot", "tiny", "smoke")
+    assert spec.dtype == "float32" and spec.to_json()["dtype"] == "float32"
+    assert spec.run_id == replace(spec, dtype=None).run_id  # ids of runs made before the field stay
+    assert make_spec("zero_shot", "tiny", "smoke", dtype="bfloat16").run_id != spec.run_id
+    assert make_spec("popularity", "tiny", "smoke", dtype="bfloat16").dtype is None
+    monkeypatch.setattr(backbones, "default_dtype", lambda: "bfloat16")  # a CUDA node
+    assert make_spec("sft", "tiny", "smoke").dtype == "bfloat16"
+    with pytest.raises(UnknownNameError, match="bfloat16"):
+        make_spec("zero_shot", "tiny", "smoke", dtype="bf16")
+
+
+def test_vllm_rl_runs_use_the_shared_hook() -> None:
+    assert make_spec("grpo", "tiny", "smoke", backend="vllm").rl_rollouts == "engine"
+    with pytest.raises(BenchError, match="--rl-rollouts engine"):
+        make_spec("grpo", "tiny", "smoke", backend="vllm", rl_rollouts="trl")
