@@ -19,7 +19,7 @@ from bench.commands.check import check_command
 from bench.commands.data import data_app, sft_data_command
 from bench.commands.options import comma_list, user_errors
 from bench.commands.output import format_value, print_comparison, print_table
-from bench.commands.report import report_command
+from bench.commands.report import records_command, report_command
 from bench.errors import BenchError
 
 # OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other jobs, spinning threads
@@ -164,6 +164,7 @@ def matrix_command(
 # Defined in bench/commands/ by concern; registered here so that `bench --help` lists the commands in this order.
 app.command("calibrate")(calibrate_command)
 app.command("report")(report_command)
+app.command("records")(records_command)
 app.command("check")(check_command)
 app.command("sft-data")(sft_data_command)
 

@@ -1,6 +1,6 @@
 """`bench calibrate`: the RL settings of a table, fixed by rules that look at SFT and null-control runs only.
 
-Two rules, written down before any method is compared (results/testbed/README.md, DESIGN.md "Controls"):
+Two rules, written down before any method is compared (results/testbed/low-budget/README.md, DESIGN.md "Controls"):
 
 - **Temperature** (`probe_temperatures`, `choose_temperature`): from each SFT start, G completions per training
   prompt are sampled at every candidate temperature and scored with the training reward (`ListRewards`: NDCG@20,
@@ -16,7 +16,14 @@ Two rules, written down before any method is compared (results/testbed/README.md
   bound, so that few noisy seeds cannot pass it); the rule takes the largest such rate: the fastest learning that
   noise alone does not move. When no rate qualifies it takes the smallest candidate, and says so.
 
-Neither rule reads a real-reward RL run or the test split. The probe prompts are the first `n_prompts` of the
+- **Learning rate by gain** (`rl_gains`, `choose_learning_rate_by_gain`; results/testbed/PROCEDURE.md rule C): the
+  real-reward runs of every RL method at each candidate rate, their monitor NDCG@20 gain (last validation minus
+  step 0) averaged over methods alike (one number per rate, no method read alone); the rate with the largest
+  averaged gain among those whose runs stay formatted (`MIN_FORMAT_RATE`) and do not repeat titles
+  (`MAX_DUPLICATE_RATE`). The paper-regime testbed uses it; the null-drift rule capped its rate where the null
+  stays flat, which under Adam forbids any rate at which RL moves the policy in 80 steps.
+
+The first two rules read no real-reward RL run, and no rule reads the test split. The probe prompts are the first `n_prompts` of the
 training split, the drift is measured on the monitor validation subset (`algorithms.training.validation_subsets`).
 """
 
@@ -28,12 +35,15 @@ from typing import Any
 
 from bench.data.dataset import Dataset
 from bench.runs.folders import RunFolder, read_json, runs_dir
-from bench.runs.specs import RunSpec, spec_from_json
+from bench.runs.specs import RL_ALGORITHMS, RunSpec, spec_from_json
 
 MAX_TIED = 0.30
-"""Largest share of tied groups a temperature may leave (DESIGN.md, results/testbed/README.md "Signal")."""
+"""Largest share of tied groups a temperature may leave (DESIGN.md, results/testbed/low-budget/README.md "Signal")."""
 DRIFT_TOLERANCE = 0.02
 """Largest null-control drift of monitor NDCG@20, with 95% confidence, that a learning rate may show."""
+MIN_FORMAT_RATE = 0.95
+MAX_DUPLICATE_RATE = 0.20
+"""Rule C's health bounds on the averaged final monitor point: the lists stay formatted and do not repeat titles."""
 
 
 @dataclass(frozen=True)
@@ -141,12 +151,11 @@ class DriftRow:
         return abs(self.mean) + float(t.ppf(0.975, n - 1)) * spread / math.sqrt(n)
 
 
-def null_drift(results_dir: Path, reference: RunSpec) -> list[DriftRow]:
-    """Every complete null-control run under `results_dir` with the dataset, backbone and settings of `reference`
-    but for the learning rate, grouped by method (without `+null`) and learning rate; a run's drift is monitor
-    NDCG@20 at its last validation minus at step 0."""
+def _rl_curves(results_dir: Path, reference: RunSpec, signal: str) -> list[tuple[RunSpec, list[dict[str, Any]]]]:
+    """Every complete RL run under `results_dir` with reward signal `signal` and the dataset, backbone and settings
+    of `reference` but for the learning rate, with its validation curve (at least two points)."""
     settings = replace(reference.settings, rl_lr=0.0)
-    drifts: dict[tuple[str, float], list[float]] = {}
+    found = []
     for folder in sorted(runs_dir(results_dir).glob("*")):
         run = RunFolder(folder)
         if not run.is_complete() or not run.spec_path.is_file():
@@ -155,14 +164,70 @@ def null_drift(results_dir: Path, reference: RunSpec) -> list[DriftRow]:
             spec = spec_from_json(read_json(run.spec_path))
         except (TypeError, KeyError, ValueError):  # run folders are untrusted files: a foreign spec is not ours
             continue
-        if (spec.reward_signal, spec.dataset, spec.model) != ("shuffled", reference.dataset, reference.model) or \
-                replace(spec.settings, rl_lr=0.0) != settings:
+        if (spec.reward_signal, spec.dataset, spec.model) != (signal, reference.dataset, reference.model) or \
+                replace(spec.settings, rl_lr=0.0) != settings or spec.algo not in RL_ALGORITHMS:
             continue
         curve = run.read_curve()
         if len(curve) >= 2:
-            key = (spec.method_label.removesuffix("+null"), spec.settings.rl_lr)
-            drifts.setdefault(key, []).append(float(curve[-1]["ndcg@20"]) - float(curve[0]["ndcg@20"]))
+            found.append((spec, curve))
+    return found
+
+
+def null_drift(results_dir: Path, reference: RunSpec) -> list[DriftRow]:
+    """Every complete null-control run under `results_dir` with the dataset, backbone and settings of `reference`
+    but for the learning rate, grouped by method (without `+null`) and learning rate; a run's drift is monitor
+    NDCG@20 at its last validation minus at step 0."""
+    drifts: dict[tuple[str, float], list[float]] = {}
+    for spec, curve in _rl_curves(results_dir, reference, "shuffled"):
+        key = (spec.method_label.removesuffix("+null"), spec.settings.rl_lr)
+        drifts.setdefault(key, []).append(float(curve[-1]["ndcg@20"]) - float(curve[0]["ndcg@20"]))
     return [DriftRow(method, lr, tuple(values)) for (method, lr), values in sorted(drifts.items())]
+
+
+@dataclass(frozen=True)
+class GainRow:
+    """Every real-reward RL method at one learning rate, averaged alike: monitor NDCG@20 gain (last validation minus
+    step 0) per (method, seed), and the final format and duplicate rates averaged over those runs."""
+
+    lr: float
+    gains: dict[str, tuple[float, ...]]
+    """Per method, its gains in seed order."""
+    format_rate: float
+    duplicate_rate: float
+
+    @property
+    def mean_gain(self) -> float:
+        """The mean over methods of each method's mean over seeds: every method weighs the same."""
+        return _mean([_mean(values) for values in self.gains.values()])
+
+    @property
+    def healthy(self) -> bool:
+        return self.format_rate >= MIN_FORMAT_RATE and self.duplicate_rate <= MAX_DUPLICATE_RATE
+
+
+def rl_gains(results_dir: Path, reference: RunSpec) -> list[GainRow]:
+    """Rule C's table (results/testbed/PROCEDURE.md): the real-reward RL runs with `reference`'s settings but for
+    the learning rate, per learning rate, every method averaged alike."""
+    by_lr: dict[float, list[tuple[RunSpec, list[dict[str, Any]]]]] = {}
+    for spec, curve in _rl_curves(results_dir, reference, "real"):
+        by_lr.setdefault(spec.settings.rl_lr, []).append((spec, curve))
+    rows = []
+    for lr, runs in sorted(by_lr.items()):
+        gains: dict[str, list[float]] = {}
+        for spec, curve in sorted(runs, key=lambda run: (run[0].method_label, run[0].seed)):
+            gains.setdefault(spec.method_label, []).append(float(curve[-1]["ndcg@20"]) - float(curve[0]["ndcg@20"]))
+        finals = [curve[-1] for _, curve in runs]
+        rows.append(GainRow(lr, {method: tuple(values) for method, values in gains.items()},
+                            _mean([float(point.get("format_rate", 0.0)) for point in finals]),
+                            _mean([float(point.get("duplicate_rate", 1.0)) for point in finals])))
+    return rows
+
+
+def choose_learning_rate_by_gain(rows: Sequence[GainRow]) -> float | None:
+    """Rule C: of the rates whose averaged runs stay formatted and do not repeat, the one with the largest gain
+    averaged over every method alike; None when no rate is healthy."""
+    healthy = [row for row in rows if row.healthy]
+    return max(healthy, key=lambda row: (row.mean_gain, -row.lr)).lr if healthy else None
 
 
 def choose_learning_rate(rows: Sequence[DriftRow], tolerance: float = DRIFT_TOLERANCE) -> float | None:
@@ -186,6 +251,9 @@ class Calibration:
     learning_rate_qualified: bool
     rl_temperature: float
     """The rollout temperature of the null-control runs read (the settings given to `bench calibrate`)."""
+    gains: list[GainRow]
+    """Rule C's table: real-reward RL runs per learning rate, every method averaged alike."""
+    learning_rate_by_gain: float | None
 
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -197,7 +265,12 @@ class Calibration:
                 "null_drift": [{"method": row.method, "lr": row.lr, "drifts": list(row.drifts), "mean": row.mean,
                                 "bound": row.bound if math.isfinite(row.bound) else None} for row in self.drifts],
                 "learning_rate": self.learning_rate, "learning_rate_qualified": self.learning_rate_qualified,
-                "null_control_temperature": self.rl_temperature}
+                "null_control_temperature": self.rl_temperature,
+                "rl_gain": [{"lr": row.lr, "gains": {method: list(values) for method, values in row.gains.items()},
+                             "mean_gain": row.mean_gain, "format_rate": row.format_rate,
+                             "duplicate_rate": row.duplicate_rate, "healthy": row.healthy} for row in self.gains],
+                "learning_rate_by_gain": self.learning_rate_by_gain,
+                "gain_rule": {"min_format_rate": MIN_FORMAT_RATE, "max_duplicate_rate": MAX_DUPLICATE_RATE}}
 
 
 def calibrate(model: str, dataset: str, preset: str, seeds: Sequence[int], temperatures: Sequence[float],
@@ -226,9 +299,10 @@ def calibrate(model: str, dataset: str, preset: str, seeds: Sequence[int], tempe
     drifts = null_drift(results_dir, spec)
     qualified = choose_learning_rate(drifts)
     fallback = min((row.lr for row in drifts), default=None)
+    gains = rl_gains(results_dir, spec)
     return Calibration(rows, per_seed, choose_temperature(rows), drifts,
                        qualified if qualified is not None else fallback, qualified is not None,
-                       spec.settings.temperature)
+                       spec.settings.temperature, gains, choose_learning_rate_by_gain(gains))
 
 
 def report_lines(calibration: Calibration) -> list[str]:
@@ -254,6 +328,18 @@ def report_lines(calibration: Calibration) -> list[str]:
     qualified = "" if calibration.learning_rate_qualified or calibration.learning_rate is None else \
         " (no candidate qualified: the smallest one, as the rule says)"
     lines.append(f"chosen learning rate: {calibration.learning_rate}{qualified}")
+    lines.append(f"learning-rate rule by gain (results/testbed/PROCEDURE.md rule C): the rate with the largest "
+                 f"monitor NDCG@20 gain averaged over every real-reward RL method alike, among those whose averaged "
+                 f"final format rate >= {MIN_FORMAT_RATE} and duplicate rate <= {MAX_DUPLICATE_RATE}")
+    for gain in calibration.gains:
+        per_method = ", ".join(f"{method} {_mean(values):+.4f} ({len(values)} seeds)"
+                               for method, values in gain.gains.items())
+        lines.append(f"  lr {gain.lr:g}: mean gain {gain.mean_gain:+.4f} [{per_method}], format "
+                     f"{gain.format_rate:.3f}, duplicates {gain.duplicate_rate:.3f}"
+                     f"{'' if gain.healthy else ' (unhealthy)'}")
+    if not calibration.gains:
+        lines.append("  no complete real-reward RL runs with these settings yet")
+    lines.append(f"chosen learning rate by gain: {calibration.learning_rate_by_gain}")
     return lines
 
 

@@ -42,3 +42,16 @@ def report_command(
         typer.echo(json.dumps(result.report))
     else:
         typer.echo(f"wrote {len(result.files)} files under {folder} (start with {folder / 'report.md'})")
+
+
+@user_errors
+def records_command(
+    out: Annotated[Path, typer.Option(help="Where the records go, as OUT/runs/<run_id>/ (then `bench report "
+                                           "--results-dir OUT` rebuilds the tables from them).")],
+    results_dir: Annotated[Path, typer.Option(help="Where the run folders (runs/) live.")] = Path("results"),
+) -> None:
+    """Per-run records to commit: every file a report reads, without weights, checkpoints or sampled texts."""
+    from bench.runs.records import export_records
+
+    exported = export_records(results_dir, out)
+    typer.echo(f"wrote {len(exported)} run records under {out / 'runs'}")

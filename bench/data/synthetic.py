@@ -78,6 +78,14 @@ class SyntheticConfig:
     demo_shuffled: bool = True
     """Shuffle the ground-truth part of each demonstration, so SFT does not learn the planted order and leaves the
     rank order to gain."""
+    demo_head: int = 0
+    """Leading ground-truth titles of each demonstration kept exact and in planted order (never swapped, never
+    shuffled): a weak-tail demonstration is right at the top of the list and degrades below it, the regime the
+    Rank-GRPO paper describes ("ranking quality degrades sharply toward the end of the generated list")."""
+    demo_tail_span: int | None = None
+    """When set, the ground-truth titles after the head are scattered at random ranks among the first
+    `demo_tail_span` ranks below the head, interleaved with the popular fill (misordered as well as noisy); None:
+    they follow the head directly."""
 
     def __post_init__(self) -> None:
         if min(self.n_train, self.n_validation, self.n_test) < 0 or self.n_tastes < 1:
@@ -95,6 +103,11 @@ class SyntheticConfig:
                 raise ValueError("demo_off_taste must be a share between 0 and 1")
             if self.n_items < N_RECOMMENDATIONS + self.liked_per_prompt[1]:
                 raise ValueError(f"demonstrations need at least {N_RECOMMENDATIONS} titles besides the liked ones")
+        if not 0 <= self.demo_head <= self.groundtruth_per_prompt[0]:
+            raise ValueError("demo_head must lie between 0 and the fewest ground-truth titles of a prompt")
+        if self.demo_tail_span is not None and not (self.groundtruth_per_prompt[1] - self.demo_head
+                                                    <= self.demo_tail_span <= N_RECOMMENDATIONS - self.demo_head):
+            raise ValueError("demo_tail_span must hold the ground truth after the head and fit in the list")
 
     @property
     def n_items(self) -> int:
@@ -115,11 +128,11 @@ SYNTHETIC_SIZES: dict[str, SyntheticConfig] = {
 """`check`: the regression check's task (results/reference/), small enough that the tiny backbone learns it in a
 minute of SFT on a 2-core CPU; select it with the dataset name `synthetic:check`.
 
-`testbed`: the calibrated RL testbed (results/testbed/README.md): the check's task with a 200-example test split
+`testbed`: the low-budget RL testbed (results/testbed/low-budget/README.md): the check's task with a 200-example test split
 (power) and 400 validation prompts (200 on which SFT picks its checkpoint, 200 on which RL draws its curve); SFT learns ground truth topped up by popularity, so its start sits between chance
 and the ceiling with hits to gain at every rank, and sampled groups have reward variance. `testbed-noisy`: the same
 prompts with deliberately imperfect demonstrations (30% of the ground truth swapped off-taste, order shuffled), the
-calibration candidate that put the tiny SFT start at chance (results/testbed/README.md)."""
+calibration candidate that put the tiny SFT start at chance (results/testbed/low-budget/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -184,17 +197,27 @@ def _draw_prompt(rng: random.Random, planted: tuple[PlantedItem, ...], config: S
 
 def _demonstration(rng: random.Random, groundtruth: list[PlantedItem], liked: list[PlantedItem],
                    planted: tuple[PlantedItem, ...], config: SyntheticConfig) -> str:
-    """An imperfect 20-title answer (`SyntheticConfig.demo_off_taste`): the ground truth, each title swapped with
-    probability `demo_off_taste` for a distinct title of another taste, shuffled if asked, then popular fill."""
+    """An imperfect 20-title answer (`SyntheticConfig.demo_off_taste`): the first `demo_head` ground-truth titles
+    exact and in order; each later one swapped with probability `demo_off_taste` for a distinct title of another
+    taste, shuffled if asked, and placed right after the head or, with `demo_tail_span`, at random ranks among the
+    popular fill within that span; the popular fill completes the list."""
     taste = groundtruth[0].taste
-    off_taste = iter(rng.sample([entry for entry in planted if entry.taste != taste], len(groundtruth)))
+    head, rest = groundtruth[:config.demo_head], groundtruth[config.demo_head:]
+    off_taste = iter(rng.sample([entry for entry in planted if entry.taste != taste], len(rest)))
     share = config.demo_off_taste or 0.0
-    titles = [next(off_taste) if rng.random() < share else entry for entry in groundtruth]
+    titles = [next(off_taste) if rng.random() < share else entry for entry in rest]
     if config.demo_shuffled:
         rng.shuffle(titles)
     fill = [entry for entry in sorted(planted, key=lambda entry: -entry.mentions)
-            if entry not in titles and entry not in liked]
-    return "\n".join(format_item(entry.item) for entry in (titles + fill)[:N_RECOMMENDATIONS])
+            if entry not in titles and entry not in head and entry not in liked]
+    if config.demo_tail_span is None:
+        tail = titles + fill
+    else:
+        slots = set(rng.sample(range(config.demo_tail_span), len(titles)))
+        placed, filler = iter(titles), iter(fill)
+        tail = [next(placed) if slot in slots else next(filler) for slot in range(config.demo_tail_span)]
+        tail += list(filler)
+    return "\n".join(format_item(entry.item) for entry in (head + tail)[:N_RECOMMENDATIONS])
 
 
 def _split_examples(split: str, size: int, planted: tuple[PlantedItem, ...], config: SyntheticConfig,

@@ -24,14 +24,15 @@ from bench.report.data import (
 from bench.report.stats import (
     Interval,
     SeedSample,
+    UnitPower,
     draw_seeds,
     holm,
-    minimum_detectable_difference,
     p_floor,
     permutation_p_value,
     probability_of_improvement,
     seed_interval,
     seed_replicates,
+    unit_power,
     widened_interval,
 )
 
@@ -87,6 +88,10 @@ class Comparison:
     paired: bool
     floor: float
     mdd: float | None
+    """Minimum detectable difference of the test that ran, at its own unit (`bench.report.stats.UnitPower`)."""
+    units_needed: int | None
+    """Units per method (seeds; examples when both are deterministic) at which the observed difference would be
+    detectable at alpha with 80% power, before Holm; None: beyond 100,000 or no difference."""
 
 
 @dataclass(frozen=True)
@@ -192,27 +197,27 @@ class _Resampled:
 
 
 def _compare(a: MethodRuns, b: MethodRuns, first: _Resampled, second: _Resampled, records: Sequence[RunRecord],
-             options: AnalysisOptions) -> tuple[Interval, Interval, float, str, bool, float, float | None]:
-    """(diff CI, P(b > a) CI, p-value, unit, paired, p floor, MDD) of b against a."""
+             options: AnalysisOptions) -> tuple[Interval, Interval, float, str, bool, float, UnitPower]:
+    """(diff CI, P(b > a) CI, p-value, unit, paired, p floor, the test's unit power) of b against a."""
     x, y = first.sample.per_seed(), second.sample.per_seed()
     if a.deterministic and b.deterministic:
         unit, paired = "test examples (both deterministic)", True
-        p = permutation_p_value(first.sample.numerators[0], second.sample.numerators[0], True,
-                                options.n_permutations, options.seed)
+        units_a, units_b = first.sample.numerators[0], second.sample.numerators[0]
         floor = p_floor(first.sample.numerators.shape[1], 0, True, options.n_permutations)
         draws_a, draws_b = first.draws, second.draws
     elif a.deterministic or b.deterministic:
         unit, paired = "seeds against one deterministic run", True
         n = max(x.size, y.size)
-        p = permutation_p_value(np.resize(x, n), np.resize(y, n), True, options.n_permutations, options.seed)
+        units_a, units_b = np.resize(x, n), np.resize(y, n)
         floor = p_floor(n, n, True, options.n_permutations)
         draws_a, draws_b = first.draws, second.draws
     else:
         paired = _share_starts(a, b, records)
         unit = "seeds, paired by SFT start" if paired else "seeds, unpaired"
-        p = permutation_p_value(x, y, paired, options.n_permutations, options.seed)
+        units_a, units_b = x, y
         floor = p_floor(x.size, y.size, paired, options.n_permutations)
         draws_a, draws_b = (first.draws, first.draws) if paired else (first.draws, second.draws)
+    p = permutation_p_value(units_a, units_b, paired, options.n_permutations, options.seed)
     values_a, values_b = first.seed_values(draws_a), second.seed_values(draws_b)
     differences = values_b.mean(axis=1) - values_a.mean(axis=1)
     n_seeds = min(x.size if x.size > 1 else y.size, y.size if y.size > 1 else x.size)
@@ -221,9 +226,7 @@ def _compare(a: MethodRuns, b: MethodRuns, first: _Resampled, second: _Resampled
     better = probability_of_improvement(values_a, values_b)
     improvement = widened_interval(float(probability_of_improvement(x, y)), better,
                                    probability_of_improvement(first.replicates.T, second.replicates.T), n_seeds)
-    mdd = (minimum_detectable_difference(float(differences.std()), options.alpha, POWER)
-           if floor <= options.alpha else None)
-    return diff, improvement, p, unit, paired, floor, mdd
+    return diff, improvement, p, unit, paired, floor, unit_power(units_a, units_b, paired)
 
 
 def analyse(group: Group, options: AnalysisOptions = AnalysisOptions()) -> TableAnalysis:
@@ -261,7 +264,8 @@ def analyse(group: Group, options: AnalysisOptions = AnalysisOptions()) -> Table
     adjusted = holm([result[2] for *_, result in raw])
     comparisons = tuple(
         Comparison(a, b, role, primary, diff, p, p_holm, p_holm < options.alpha, improvement, unit, paired, floor,
-                   mdd)
-        for (a, b, role, (diff, improvement, p, unit, paired, floor, mdd)), p_holm in zip(raw, adjusted, strict=True))
+                   power.mdd(options.alpha, POWER), power.units_needed(diff.mean, options.alpha, POWER))
+        for (a, b, role, (diff, improvement, p, unit, paired, floor, power)), p_holm
+        in zip(raw, adjusted, strict=True))
     return TableAnalysis(group, options, methods, cells, comparisons, baseline, reference, len(ids), tuple(notes))
 

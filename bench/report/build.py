@@ -45,7 +45,7 @@ from bench.report.plots import (
     hit_rate_plot,
     recall_at_k_plot,
 )
-from bench.report.stats import minimum_detectable_difference, p_floor
+from bench.report.stats import p_floor
 from bench.report.tables import (
     all_metrics_csv,
     all_metrics_table,
@@ -74,6 +74,18 @@ class ReportOptions:
     auc_budget: float | None = None
     """RL steps of the area under the validation curve; None: the last step every RL seed logged."""
     html: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """What report.json records of the options, so that a committed report can be rebuilt alike."""
+        from dataclasses import asdict
+
+        return {"analysis": asdict(self.analysis), "target": self.target, "target_fraction": self.target_fraction,
+                "auc_budget": self.auc_budget}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> "ReportOptions":
+        return cls(AnalysisOptions(**value["analysis"]), value["target"], value["target_fraction"],
+                   value["auc_budget"])
 
 
 @dataclass(frozen=True)
@@ -122,16 +134,17 @@ def _seeds_needed(level: float, paired: bool) -> int:
 
 def _power_text(analysis: TableAnalysis) -> str:
     alpha, m = analysis.options.alpha, max(1, len(analysis.comparisons))
-    factor = minimum_detectable_difference(1.0, alpha, POWER)
-    return (f"Minimum detectable difference MDD = (z(1 - alpha/2) + z(power)) x SE(Δ) = {factor:.2f} x SE(Δ) "
-            f"(normal approximation; alpha {alpha} two-sided, before Holm; power {POWER}; SE(Δ) the bootstrap "
-            f"standard deviation of the difference). A permutation test over n seeds cannot give p below its floor "
-            f"(2/2^n paired, 2/C(2n, n) for n + n unpaired): when the floor exceeds alpha no difference is "
-            f"detectable, and \"not significant\" means too few seeds, not no effect. Reaching alpha {alpha} needs "
-            f"{_seeds_needed(alpha, True)} paired seeds or {_seeds_needed(alpha, False)} + "
-            f"{_seeds_needed(alpha, False)} unpaired; the smallest p of a Holm family of {m} must be below "
-            f"alpha/{m} = {alpha / m:.4f}: {_seeds_needed(alpha / m, True)} paired seeds or "
-            f"{_seeds_needed(alpha / m, False)} + {_seeds_needed(alpha / m, False)} unpaired.")
+    return (f"Power of the test that runs (alpha {alpha} two-sided, before Holm; power {POWER}): its unit is the seed "
+            f"(the test example only when both methods are deterministic), so the minimum detectable difference is "
+            f"MDD = (t(df, 1 - alpha/2) + t(df, power)) x SE, with SE the standard error of the mean difference "
+            f"between units (paired: sd of the per-seed differences / sqrt(n)), and \"units for the observed Δ\" is the "
+            f"fewest seeds per method at which this MDD reaches the observed difference, at this spread. A "
+            f"permutation test over n seeds cannot give p below its floor (2/2^n paired, 2/C(2n, n) for n + n "
+            f"unpaired): when the floor exceeds alpha no difference is detectable, and \"not significant\" means too "
+            f"few seeds, not no effect. Reaching alpha {alpha} needs {_seeds_needed(alpha, True)} paired seeds or "
+            f"{_seeds_needed(alpha, False)} + {_seeds_needed(alpha, False)} unpaired; the smallest p of a Holm "
+            f"family of {m} must be below alpha/{m} = {alpha / m:.4f}: {_seeds_needed(alpha / m, True)} paired seeds "
+            f"or {_seeds_needed(alpha / m, False)} + {_seeds_needed(alpha / m, False)} unpaired.")
 
 
 def _curve_blocks(group: Group, analysis: TableAnalysis, folder: Path, options: ReportOptions,
@@ -290,7 +303,7 @@ def build_report(results_dir: Path, out: Path, options: ReportOptions = ReportOp
         tables.append(table)
     if notes:
         sections.append(Section("Runs left out", tuple(notes)))
-    report = {"tables": tables}
+    report = {"runs_from": str(results_dir), "options": options.to_json(), "tables": tables}
     atomic_write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")  # strict JSON
     atomic_write_text(out / "report.md", markdown_page(TITLE, sections, out))
     files += [out / "report.json", out / "report.md"]

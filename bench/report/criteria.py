@@ -1,5 +1,5 @@
 """Calibration of a table's task: can it separate methods at all? Three criteria, fixed before any method is
-compared (results/testbed/README.md declares them); they say whether differences CAN show, not which method is better.
+compared (results/testbed/low-budget/README.md declares them); they say whether differences CAN show, not which method is better.
 
 1. **Headroom.** S, R, C: the `sft`, `random` and `ease` rows' means of the primary metric (`analysis.cells`). Met
    when the lower margin S - R and the upper margin C - S are both at least `HEADROOM_MARGIN`. EASE is the ceiling a

@@ -24,8 +24,15 @@ improvement, Holm's correction and the minimum detectable difference.
 - **Probability of improvement** P(b > a) (Agarwal et al. 2021): the share of (run of a, run of b) pairs in which b
   scores higher, ties counted half (the Mann-Whitney statistic over seeds), with a bootstrap CI.
 - **Holm** (Holm 1979): step-down family-wise correction over a declared family.
-- **Minimum detectable difference**: MDD = (z_{1-alpha/2} + z_{power}) x SE(diff) (normal approximation, SE the
-  bootstrap standard deviation of the difference); none when the test's smallest attainable p exceeds alpha.
+- **Minimum detectable difference** of the test that is run, at its own unit (the seed; the test example only
+  when both methods are deterministic): MDD = (t_{df, 1-alpha/2} + t_{df, power}) x SE, with SE the standard error
+  of the mean difference between units (paired: sd(d_i) / sqrt(n); unpaired: sqrt(s_a^2 / n_a + s_b^2 / n_b)),
+  the t approximation of a two-sided test's power (Cohen 1988, ch. 2; the sign-flip test of normal-ish seed
+  differences has the power of the paired t-test up to a few points, `tests/unit/test_report_stats.py` checks it
+  against the exact sign-flip test). None when the test's smallest attainable p exceeds alpha. "Units needed" for
+  a difference is the fewest units per method whose MDD reaches it and whose floor reaches the level. The
+  bootstrap SE of the difference is not used here: it includes the sampling of test examples, which more seeds
+  do not shrink, while the test's unit is the seed.
 """
 
 from collections.abc import Sequence
@@ -203,11 +210,75 @@ def p_floor(n_a: int, n_b: int, paired: bool, n_resamples: int = 10_000) -> floa
     return min(1.0, (2.0 if symmetric else 1.0) / total)
 
 
-def minimum_detectable_difference(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
-    """(z_{1-alpha/2} + z_{power}) x SE: the true difference a two-sided level-alpha test detects with `power`."""
-    from scipy.stats import norm
+def minimum_detectable_difference(se: float, df: float | None = None, alpha: float = 0.05,
+                                  power: float = 0.8) -> float:
+    """(t_{df, 1-alpha/2} + t_{df, power}) x SE: the true difference a two-sided level-alpha test on units with
+    that standard error detects with `power`; df None: the normal limit."""
+    from scipy.stats import norm, t
 
-    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * se)
+    if df is None:
+        return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * se)
+    return float((t.ppf(1 - alpha / 2, df) + t.ppf(power, df)) * se)
+
+
+@dataclass(frozen=True)
+class UnitPower:
+    """The power of a test whose unit is the seed (or the test example): the spread between units and how many."""
+
+    sd: float
+    """Standard deviation between units: of the paired differences, or the pooled one of the two samples."""
+    n: int
+    """Units per method (pairs when paired)."""
+    paired: bool
+
+    def standard_error(self, n: int | None = None) -> float:
+        units = self.n if n is None else n
+        return self.sd / np.sqrt(units) if self.paired else self.sd * np.sqrt(2.0 / units)
+
+    def degrees_of_freedom(self, n: int | None = None) -> int:
+        units = self.n if n is None else n
+        return units - 1 if self.paired else 2 * units - 2
+
+    def mdd(self, alpha: float = 0.05, power: float = 0.8, n: int | None = None) -> float | None:
+        """The minimum detectable difference at `n` units (default: those run); None where the floor of the
+        exact test (`p_floor`) is above alpha or there are too few units for a spread."""
+        units = self.n if n is None else n
+        if units < 2 or p_floor(units, units, self.paired, 10**12) > alpha:
+            return None
+        return minimum_detectable_difference(self.standard_error(units), self.degrees_of_freedom(units), alpha,
+                                             power)
+
+    def units_needed(self, difference: float, alpha: float = 0.05, power: float = 0.8,
+                     most: int = 100_000) -> int | None:
+        """Fewest units per method at which |difference| is detectable at `alpha` with `power` (None: more than
+        `most`, or no spread and no difference)."""
+        if difference == 0.0:
+            return None
+        if self.sd == 0.0:
+            return next(n for n in range(2, most) if p_floor(n, n, self.paired, 10**12) <= alpha)
+
+        def detects(n: int) -> bool:
+            found = self.mdd(alpha, power, n)
+            return found is not None and found <= abs(difference)
+
+        if not detects(most):
+            return None
+        low, high = 1, most  # detects(high) holds, detects(low) does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if detects(middle) else (middle, high)
+        return high
+
+
+def unit_power(a: np.ndarray, b: np.ndarray, paired: bool) -> UnitPower:
+    """The between-unit spread of the test of b against a: sd of b - a when paired, else the pooled sd."""
+    first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if paired:
+        differences = second - first
+        sd = float(differences.std(ddof=1)) if differences.size > 1 else 0.0
+        return UnitPower(sd, int(differences.size), True)
+    variances = [sample.var(ddof=1) if sample.size > 1 else 0.0 for sample in (first, second)]
+    return UnitPower(float(np.sqrt(np.mean(variances))), int(min(first.size, second.size)), False)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -143,20 +143,23 @@ def comparisons_table(analysis: TableAnalysis) -> TextTable:
     """Every test of the family, with numbers in full."""
     headers = ("a", "b", "metric", "unit", "diff (b - a)", "ci_low", "ci_high", "p_value", "p_floor", "p_holm",
                f"significant_at_{analysis.options.alpha}", "P(b > a)", "P_ci_low", "P_ci_high",
-               "min_detectable_diff")
+               "min_detectable_diff", "units_needed_for_observed_diff")
     rows = tuple((c.a, c.b, c.metric, c.unit, f"{c.diff.mean:.6f}", f"{c.diff.low:.6f}", f"{c.diff.high:.6f}",
                   f"{c.p_value:.6f}", f"{c.floor:.6f}", f"{c.p_holm:.6f}", str(c.significant),
                   f"{c.prob_improvement.mean:.4f}", f"{c.prob_improvement.low:.4f}",
-                  f"{c.prob_improvement.high:.4f}", "none" if c.mdd is None else f"{c.mdd:.6f}")
+                  f"{c.prob_improvement.high:.4f}", "none" if c.mdd is None else f"{c.mdd:.6f}",
+                  "none" if c.units_needed is None else str(c.units_needed))
                  for c in analysis.comparisons)
     return TextTable(headers, rows)
 
 
 def power_table(analysis: TableAnalysis) -> TextTable:
     """Per comparison: the unit of the test, its floor, and the smallest difference it could detect."""
-    headers = ("comparison", "unit", "smallest possible p", "minimum detectable |Δ|", "observed Δ")
+    headers = ("comparison", "unit", "smallest possible p", "minimum detectable |Δ|", "observed Δ",
+               "units for the observed Δ")
     rows = tuple((f"{c.b} vs {c.a}", c.unit, f"{c.floor:.2g}",
-                  "none: the test cannot reach alpha" if c.mdd is None else f"{c.mdd:.4f}", f"{c.diff.mean:+.4f}")
+                  "none: the test cannot reach alpha" if c.mdd is None else f"{c.mdd:.4f}", f"{c.diff.mean:+.4f}",
+                  "beyond 100,000" if c.units_needed is None else str(c.units_needed))
                  for c in analysis.comparisons)
     return TextTable(headers, rows)
 

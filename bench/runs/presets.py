@@ -106,6 +106,11 @@ PRESETS: dict[str, Preset] = {
         sft_epochs=10.0, sft_max_steps=300, sft_lr=3e-3, sft_batch_size=16,
         rl_steps=80, rl_lr=1e-5, num_generations=8, prompts_per_step=4, beta=0.0, temperature=0.3, mu=1,
         eval_interval=20, validation_size=200, max_prompt_tokens=256),
+    "testbed-rl": Preset(
+        "testbed-rl", eval_limit=None, max_new_tokens=192, eval_batch_size=32,
+        sft_epochs=10.0, sft_max_steps=300, sft_lr=3e-3, sft_batch_size=16,
+        rl_steps=80, rl_lr=1e-4, num_generations=8, prompts_per_step=16, beta=0.0, temperature=0.3, mu=1,
+        eval_interval=20, validation_size=200, max_prompt_tokens=256),
     "paper": Preset(
         "paper", eval_limit=None, max_new_tokens=1024, eval_batch_size=64,
         sft_epochs=10.0, sft_max_steps=None, sft_lr=5e-5, sft_batch_size=192,
@@ -121,11 +126,16 @@ fine-tuning step of 8 x ~420 tokens took ~50 s, so SFT takes 4 examples a step (
 RL 16 steps of 2 prompts x G=4 (generation plus one 8-sequence update; 84 s for the first); README "A real
 pretrained backbone" has the measured total.
 
-`testbed` is the calibrated CPU testbed for the tiny backbone on `synthetic:testbed` (results/testbed/README.md):
+`testbed` is the calibrated CPU testbed for the tiny backbone on `synthetic:testbed` (results/testbed/low-budget/README.md):
 the SFT of the regression check (300 steps of 16 at lr 3e-3), then 80 RL steps of 4 prompts x G=8, every method
 alike, at the temperature (0.3) and learning rate (1e-5) that `bench calibrate`'s rules chose from SFT starts and
-null controls on calibration seeds 100-102 (results/testbed/PROCEDURE.md, results/calibration/); greedy evaluation
+null controls on calibration seeds 100-102 (results/testbed/low-budget/PROCEDURE.md, results/calibration/); greedy evaluation
 of the 200 test examples.
+
+`testbed-rl` is the paper-regime testbed (results/testbed/PROCEDURE.md): the same task, backbone and SFT, and an RL
+budget of 80 steps x 16 prompts x G 8 = 10,240 sampled completions per run (a compute rule: the largest batch at
+which a 10-seed matrix of four RL runs per seed fits about two hours of a 2-core CPU), at the temperature and
+learning rate its rules B and C choose on calibration seeds 100-102 (results/testbed/README.md).
 
 `paper` eval_interval 200 is the authors' checkpoint interval (train_rank_grpo.py:96, README.MD:117) at which
 they validate RL (evaluate/eval_grpo_val.py `--step_interval 200`, README.MD:163)."""

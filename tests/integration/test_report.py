@@ -88,7 +88,10 @@ def test_json_on_stdout_is_report_json_and_follows_the_contract(built: tuple[Pat
 
 
 def test_golden_report_number_for_number(built: tuple[Path, dict[str, Any], str]) -> None:
-    _close(built[1], json.loads((FIXTURES / "expected_report.json").read_text()))
+    report = built[1]
+    _close(report["tables"], json.loads((FIXTURES / "expected_report.json").read_text())["tables"])
+    # What a rebuild needs: where the runs came from and the options they were reported with.
+    assert report["runs_from"].endswith("results0") and report["options"]["analysis"]["n_bootstrap"] == 10_000
 
 
 def test_family_is_the_primary_metric_against_baseline_and_reference_with_holm_by_hand(
@@ -130,7 +133,8 @@ def test_pages_lead_with_the_primary_metric_and_state_units(built: tuple[Path, d
     assert "≤ 0.25 (floor)" in page and "▼" in page and "seeds, paired by SFT start" in page
     assert "test examples (both deterministic)" in page and "(comparator)" in page
     assert "RL step 0 is SFT's last step" in page and "8 validation prompts" in page
-    assert "2 of 3" in page and "MDD = (z(1 - alpha/2) + z(power)) x SE(Δ)" in page
+    assert "2 of 3" in page and "MDD = (t(df, 1 - alpha/2) + t(df, power)) x SE" in page
+    assert "units for the observed Δ" in page
     # Training diagnostics follow the curves; the fixture runs have no train_log.jsonl, and the section says so.
     assert page.index("### Training curves") < page.index("### Training diagnostics") < page.index("### All metrics")
     assert "Missing or skipped: no train_log.jsonl: grpo-tiny" in page and "no collapse." in page

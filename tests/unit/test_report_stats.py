@@ -11,6 +11,7 @@ from bench.report.stats import (
     SeedSample,
     bootstrap_interval,
     draw_seeds,
+    UnitPower,
     holm,
     minimum_detectable_difference,
     p_floor,
@@ -18,6 +19,7 @@ from bench.report.stats import (
     probability_of_improvement,
     resampled_means,
     seed_replicates,
+    unit_power,
 )
 
 
@@ -124,6 +126,41 @@ def test_probability_of_improvement_and_detectable_difference() -> None:
     assert probability_of_improvement(np.array([0.1]), np.array([0.1])) == 0.5
     # (1.959964 + 0.841621) x SE.
     assert minimum_detectable_difference(0.01) == pytest.approx(0.0280159, rel=1e-5)
+    # Paired seeds, sd 0.02, n 10: (t(9, 0.975) 2.262157 + t(9, 0.8) 0.883404) x 0.02 / sqrt(10) = 0.019894.
+    assert UnitPower(0.02, 10, paired=True).mdd() == pytest.approx(0.019894, rel=1e-4)
+    # Unpaired 10 + 10 with the same sd: SE 0.02 x sqrt(2 / 10), df 18: (2.100922 + 0.862357) x 0.008944 = 0.026504.
+    assert UnitPower(0.02, 10, paired=False).mdd() == pytest.approx(0.026504, rel=1e-4)
+    # Five paired seeds cannot reach 0.05 (floor 2 / 32 = 0.0625): nothing is detectable.
+    assert UnitPower(0.02, 5, paired=True).mdd() is None
+    assert unit_power(np.array([0.1, 0.2, 0.3]), np.array([0.2, 0.2, 0.5]), paired=True).sd == pytest.approx(0.1)
+
+
+def _exact_sign_flip_p(differences: np.ndarray) -> np.ndarray:
+    """Exact two-sided sign-flip p of each row of `differences` (rows, n): the share of the 2^n sign patterns whose
+    mean is at least as far from 0 as the observed one."""
+    n = differences.shape[1]
+    signs = 1.0 - 2.0 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)  # (2^n, n)
+    flipped = np.abs(np.abs(differences) @ signs.T) / n  # (rows, 2^n)
+    observed = np.abs(differences.mean(axis=1, keepdims=True))
+    return (flipped >= observed - 1e-12).mean(axis=1)
+
+
+def test_seed_level_power_matches_the_exact_sign_flip_test() -> None:
+    """The report's MDD and seeds-needed figures are those of the exact seed-level sign-flip test it runs: made-up
+    seeds drawn with a true difference equal to the MDD are detected about 80% of the time, and the seeds needed for a
+    small difference are counted from the seed spread, not from a bootstrap SE that holds example noise."""
+    rng = np.random.default_rng(0)
+    sd = 0.02
+    for n in (8, 10, 12):
+        shift = UnitPower(sd, n, paired=True).mdd()
+        assert shift is not None
+        rejected = (_exact_sign_flip_p(rng.normal(shift, sd, size=(3000, n))) <= 0.05).mean()
+        assert 0.72 <= rejected <= 0.86, (n, rejected)
+    # A difference of half the seed spread (0.005 at sd 0.01): (t(33, 0.975) 2.0345 + t(33, 0.8) 0.8529) / sqrt(34)
+    # = 0.4951 <= 0.5 while at 33 seeds (2.0369 + 0.8530) / sqrt(33) = 0.5031 > 0.5, so 34 paired seeds.
+    assert UnitPower(0.01, 10, paired=True).units_needed(0.005) == 34
+    rejected = (_exact_sign_flip_p(rng.normal(0.005, 0.01, size=(2000, 12))) <= 0.05).mean()
+    assert rejected < 0.6  # 12 seeds are well short of 80% power there
 
 
 def _curve(seed: int, steps: list[float], values: list[float], offset: float = 0.0) -> SeedCurve:

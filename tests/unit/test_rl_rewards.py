@@ -12,7 +12,14 @@ from bench.data.records import Example
 from bench.errors import BenchError
 from bench.runs.matrix import parse_seeds
 from bench.runs.training_logs import RolloutBuffer
-from experiments.calibration import DriftRow, TemperatureRow, choose_learning_rate, choose_temperature
+from experiments.calibration import (
+    DriftRow,
+    GainRow,
+    TemperatureRow,
+    choose_learning_rate,
+    choose_learning_rate_by_gain,
+    choose_temperature,
+)
 
 CATALOG = catalog_from_entries([("Alpha", 2001, 1), ("Beta", 2002, 1), ("Gamma", 2003, 1), ("Delta", 2004, 1)], "test")
 
@@ -101,3 +108,15 @@ def test_learning_rate_rule_is_an_equivalence_bound_over_every_method() -> None:
         sum((d - 0.0005) ** 2 for d in flat) / 3) / 2, rel=1e-6)
     assert choose_learning_rate(rows) == 1e-5
     assert choose_learning_rate(rows[2:4]) is None
+
+
+def test_learning_rate_by_gain_weighs_every_method_alike_and_needs_healthy_lists() -> None:
+    # 3e-5: GRPO +0.01 and Rank-GRPO +0.03 on average -> 0.02. 1e-4: GRPO +0.08 (two seeds) and Rank-GRPO -0.02
+    # (four seeds) -> 0.03; a seed-weighted mean would give (0.16 - 0.08) / 6 = 0.0133 and pick 3e-5 instead.
+    slow = GainRow(3e-5, {"grpo": (0.0, 0.02), "rank_grpo": (0.03, 0.03)}, 1.0, 0.05)
+    fast = GainRow(1e-4, {"grpo": (0.08, 0.08), "rank_grpo": (-0.02,) * 4}, 0.97, 0.15)
+    assert slow.mean_gain == pytest.approx(0.02) and fast.mean_gain == pytest.approx(0.03)
+    assert choose_learning_rate_by_gain([slow, fast]) == 1e-4
+    repeating = GainRow(1e-4, fast.gains, 0.97, 0.35)  # gains bought by repeating titles do not count
+    assert choose_learning_rate_by_gain([slow, repeating]) == 3e-5
+    assert choose_learning_rate_by_gain([repeating]) is None

@@ -195,3 +195,26 @@ def test_demonstration_settings_are_validated():
         replace(DEMO, demo_off_taste=1.5)
     with pytest.raises(ValueError, match="besides the liked"):
         SyntheticConfig(10, 2, 2, n_tastes=2, items_per_taste=10, demo_off_taste=0.5)
+
+
+def test_weak_tail_demonstrations_keep_the_head_and_scatter_the_rest():
+    """demo_head 1 with demo_tail_span 10: the first title is the first ground-truth title; every other ground-truth
+    title sits at ranks 2-11 among popular fill (none swapped at demo_off_taste 0), and the list is 20 distinct
+    titles."""
+    config = replace(DEMO, demo_off_taste=0.0, demo_head=1, demo_tail_span=10)
+    ranks_used: set[int] = set()
+    for example in generate_synthetic(config).split("train"):
+        items = parse_recommendations(example.completion)
+        assert len(items) == 20 and len(set(items)) == 20
+        assert items[0] == example.groundtruth[0]
+        later = [items.index(item) + 1 for item in example.groundtruth[1:]]
+        assert all(2 <= rank <= 11 for rank in later)
+        ranks_used.update(later)
+    assert ranks_used == set(range(2, 12))  # scattered over the whole span, not packed after the head
+
+
+def test_weak_tail_settings_are_validated():
+    with pytest.raises(ValueError, match="demo_head"):
+        replace(DEMO, demo_head=4)  # a prompt may have only 3 ground-truth titles
+    with pytest.raises(ValueError, match="demo_tail_span"):
+        replace(DEMO, demo_head=1, demo_tail_span=3)  # cannot hold the 4 titles after the head of a 5-title truth
