@@ -17,7 +17,10 @@ has nothing that amplifies rounding:
 Recorded (floats; `bench check` bands them like metrics):
 - RL: `hits_mean` (hits per completion), `reward_mean`, `advantage_abs_mean` (per rank for Rank-GRPO), for
   Rank-GRPO `eos_advantage_mean` (length shaping), and of the step TRL's logged `loss` and `grad_norm` and the
-  `grad_projection` (`GradientProjection`: a signed fingerprint of the whole gradient, which a norm is not);
+  `grad_projection` (`GradientProjection`: a signed fingerprint of the whole gradient, which a norm is not); then
+  what the step moved (`algorithms.update_probe`: `update_norm`, `advantaged_logp_change`, `kl_term`,
+  `sampler_on_policy`, `saved_update_norm`, and `lora_saved_update_norm` from the same step under LoRA), since a
+  gradient is the same whether or not the optimizer, the schedule, the sampler or the save path use it;
 - SFT: the demonstrations scored by the one evaluator against their own examples (`demo_recall@20`, `demo_ndcg@5`,
   `demo_ndcg@20`: ground truth comes first in them, so a shuffled pairing, a reversed ranking or a dropped line
   shows at once) and the `loss`, `grad_norm` and `grad_projection` of one SFT step on them.
@@ -199,8 +202,8 @@ def _rl_step(ctx: RunContext, update: bool = True) -> dict[str, float]:
                                   [projection.callback], rollout_func=replay)
         start = update_probe.trainable_snapshot(trainer.model)
         if sampler is not None:
-            trainer.model.train()  # as in training, whose first rollout comes before the first step
-            update_probe.sample(trainer, sampler, prompts)  # the sampler's first call, at the start (a stale copy would be taken here)
+            trainer.model.train()  # as in training, whose first rollout comes before the first step; a sampler
+            update_probe.sample(trainer, sampler, prompts)  # that keeps a copy of the policy would take it now
         values = _one_step(trainer, projection)
         if update:
             inputs = trainer._buffered_inputs[0]

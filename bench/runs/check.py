@@ -224,7 +224,8 @@ def rl_shift_steps(spec: RunSpec, results_dir: Path) -> float:
 
     def weights(run: RunSpec) -> dict[str, Any]:
         folder = runs_dir(results_dir) / run.run_id / "model"
-        return {name: tensor for path in sorted(folder.glob("*.safetensors")) for name, tensor in load_file(path).items()}
+        return {name: tensor for path in sorted(folder.glob("*.safetensors"))
+                for name, tensor in load_file(path).items()}
 
     trained, start = weights(spec), weights(sibling_spec(spec, "sft"))
     squares = sum(float(((trained[name].double() - tensor.double()) ** 2).sum()) for name, tensor in start.items())
