@@ -215,10 +215,12 @@ def test_an_unreachable_server_fails_fast_with_one_line(dataset: Dataset, tmp_pa
     url = f"http://127.0.0.1:{closed_port()}/v1"
     ctx = make_context(tmp_path, dataset, url)
     with pytest.raises(BenchError, match="Cannot connect") as error:
-        endpoint_predictions(ctx, ctx.eval_examples(), EndpointSettings(concurrency=1))
+        endpoint_predictions(ctx, ctx.eval_examples(), EndpointSettings())
     assert url in str(error.value) and "\n" not in str(error.value)
     usage = read_json(ctx.folder.root / USAGE_FILE)
-    assert (usage["finished"], usage["requests"], usage["retries"]) == (False, 1, 0)  # fast: one try, no backoff
+    # fast: no prompt is retried (no backoff waits), whatever the timing; how many prompts the workers had taken
+    # before the first failure stopped them depends on thread scheduling, so it is not asserted
+    assert (usage["finished"], usage["retries"]) == (False, 0) and usage["requests"] >= 1
 
 
 def test_the_official_api_without_a_key_fails_before_any_request(dataset: Dataset, tmp_path: Path) -> None:
