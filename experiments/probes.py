@@ -17,7 +17,10 @@ has nothing that amplifies rounding:
 Recorded (floats; `bench check` bands them like metrics):
 - RL: `hits_mean` (hits per completion), `reward_mean`, `advantage_abs_mean` (per rank for Rank-GRPO), for
   Rank-GRPO `eos_advantage_mean` (length shaping), and of the step TRL's logged `loss` and `grad_norm` and the
-  `grad_projection` (`GradientProjection`: a signed fingerprint of the whole gradient, which a norm is not);
+  `grad_projection` (`GradientProjection`: a signed fingerprint of the whole gradient, which a norm is not); then
+  what the step moved (`experiments.update_probe`: `update_norm`, `advantaged_logp_change`, `kl_term`,
+  `sampler_on_policy`, `saved_update_norm`, and `lora_saved_update_norm` from the same step under LoRA), since a
+  gradient is the same whether or not the optimizer, the schedule, the sampler or the save path use it;
 - SFT: the demonstrations scored by the one evaluator against their own examples (`demo_recall@20`, `demo_ndcg@5`,
   `demo_ndcg@20`: ground truth comes first in them, so a shuffled pairing, a reversed ranking or a dropped line
   shows at once) and the `loss`, `grad_norm` and `grad_projection` of one SFT step on them.
@@ -29,6 +32,7 @@ import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -154,10 +158,27 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+PROBE_LORA_R = 4
+"""LoRA rank of the probe's second step when the run trains without LoRA, so the adapter path (PEFT wrapping, the
+merge before saving) is checked whatever the configuration trains."""
+
+
 def rl_probe(ctx: RunContext) -> dict[str, float]:
     """One step of the run's RL trainer from the fresh backbone on the first `prompts_per_step` training prompts,
-    each answered by its `num_generations` fixed completions (see the module docstring)."""
+    each answered by its `num_generations` fixed completions, and what the step moved (`experiments.update_probe`);
+    for a run without LoRA, the same step under LoRA rank `PROBE_LORA_R` gives `lora_saved_update_norm`."""
+    values = _rl_step(ctx)
+    if ctx.spec.lora_r == 0:
+        lora = replace(ctx.spec, lora_r=PROBE_LORA_R, lora_alpha=2.0 * PROBE_LORA_R)
+        values["lora_saved_update_norm"] = _rl_step(replace(ctx, spec=lora), update=False)["saved_update_norm"]
+    return values
+
+
+def _rl_step(ctx: RunContext, update: bool = True) -> dict[str, float]:
+    """The probe's step (see `rl_probe`); without `update`, only the gradient values and `saved_update_norm`."""
+    from experiments import update_probe
     from algorithms.rl import ListRewards, make_rl_trainer, rl_config, train_prompts
+    from algorithms.rollout_hook import rollout_kwargs
     from bench.runs.training_logs import RolloutBuffer, rollout_records
 
     settings = ctx.spec.settings
@@ -171,23 +192,39 @@ def rl_probe(ctx: RunContext) -> dict[str, float]:
     buffer = RolloutBuffer()
     rewards = ListRewards({example.id: example for example in examples}, ctx.dataset.catalog, buffer,
                           ctx.spec.reward_signal, ctx.spec.seed)
+    sampler = rollout_kwargs(ctx.spec.rl_rollouts, ctx.spec.model).get("rollout_func") if update else None
+    prompts = [dataset[0]["prompt"]] * settings.num_generations  # the sampler check's one group
     with tempfile.TemporaryDirectory() as output_dir, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="You are using 'rollout_func'", category=UserWarning)
         config = rl_config(ctx, Path(output_dir), max_steps=1, save_strategy="no")
         projection = GradientProjection()
         trainer = make_rl_trainer(ctx, str(backbone.path), backbone.tokenizer, rewards, config, dataset,
                                   [projection.callback], rollout_func=replay)
-        step = _one_step(trainer, projection)
+        start = update_probe.trainable_snapshot(trainer.model)
+        if sampler is not None:
+            trainer.model.train()  # as in training, whose first rollout comes before the first step; a sampler
+            update_probe.sample(trainer, sampler, prompts)  # that keeps a copy of the policy would take it now
+        values = _one_step(trainer, projection)
+        if update:
+            inputs = trainer._buffered_inputs[0]
+            values["update_norm"] = update_probe.update_norm(trainer.model, start)
+            values["advantaged_logp_change"] = update_probe.advantaged_logp_change(trainer, inputs, start)
+            if config.beta != 0.0:
+                values["kl_term"] = update_probe.kl_term(trainer, inputs)
+            if sampler is not None:
+                values["sampler_on_policy"] = update_probe.sampler_on_policy(trainer, sampler, prompts, start)
+        values["saved_update_norm"] = update_probe.saved_update_norm(ctx, trainer, backbone.model,
+                                                                     Path(output_dir) / "model")
     records = rollout_records(trainer, buffer, 1)
     rank_level = "rank_advantages" in records[0]
     advantages = [abs(value) for record in records
                   for value in (record["rank_advantages"] if rank_level else [record["advantage"]])]
-    values = {"hits_mean": _mean([sum(record["hits"]) for record in records]),
-              "reward_mean": _mean([record["reward"] for record in records]),
-              "advantage_abs_mean": _mean(advantages)}
+    summary = {"hits_mean": _mean([sum(record["hits"]) for record in records]),
+               "reward_mean": _mean([record["reward"] for record in records]),
+               "advantage_abs_mean": _mean(advantages)}
     if rank_level:
-        values["eos_advantage_mean"] = _mean([record["eos_advantage"] for record in records])
-    return {**values, **step}
+        summary["eos_advantage_mean"] = _mean([record["eos_advantage"] for record in records])
+    return {**summary, **values}
 
 
 def sft_probe(ctx: RunContext) -> dict[str, float]:

@@ -8,7 +8,9 @@ behave as with a real server. Replies carry OpenAI-shaped `usage` with exact tok
 
 For tests, `ServerHandle.faults` is a queue of actions consumed one per chat-completions request, before any
 generation: a status code ("429", "500", "401", ...) answers with that status and an OpenAI-shaped error body;
-"slow:<seconds>" sleeps and then answers normally; "malformed" answers 200 with broken JSON; "empty_choices"
+"stall" holds the request until the test calls `FaultQueue.release()` (`FaultQueue.stalled` is set once a request is
+held), then answers normally, so a test can make a reply slower than any timeout without timing anything;
+"malformed" answers 200 with broken JSON; "empty_choices"
 answers 200 with no choices; "drop" closes the connection without a reply.
 """
 
@@ -32,7 +34,7 @@ from bench.models.sampling import SamplingSettings, prompt_token_ids
 DEFAULT_MAX_TOKENS = 256
 """Completion budget when a request names none."""
 
-_FAULT_PATTERN = re.compile(r"^(\d{3}|slow:\d+(\.\d+)?|malformed|empty_choices|drop)$")
+_FAULT_PATTERN = re.compile(r"^(\d{3}|stall|malformed|empty_choices|drop)$")
 
 
 class RequestError(Exception):
@@ -53,6 +55,18 @@ class FaultQueue:
     def __init__(self) -> None:
         self._actions: deque[str] = deque()
         self._lock = threading.Lock()
+        self.stalled = threading.Event()
+        """Set when a "stall" request is being held."""
+        self._released = threading.Event()
+
+    def hold(self) -> None:
+        """Hold the calling request (a "stall") until `release()`."""
+        self.stalled.set()
+        self._released.wait()
+
+    def release(self) -> None:
+        """Let every held request go, and those stalled later too, until `clear()`."""
+        self._released.set()
 
     def add(self, *actions: str) -> None:
         """Queue actions; an unknown action is a ValueError now rather than a surprise mid-test."""
@@ -67,8 +81,12 @@ class FaultQueue:
             return self._actions.popleft() if self._actions else None
 
     def clear(self) -> None:
+        """Drop queued actions, let held requests go, and make the next "stall" hold again."""
         with self._lock:
             self._actions.clear()
+        self._released.set()
+        self.stalled.clear()
+        self._released = threading.Event()
 
     def __len__(self) -> int:
         with self._lock:
@@ -120,7 +138,8 @@ class ServerHandle:
 
     def close(self) -> None:
         """Stop accepting requests, finish the requests in flight (so no generation outlives the server), and
-        release the port."""
+        release the port (held "stall" requests are let go first)."""
+        self.faults.release()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
@@ -177,8 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _apply_fault(self, action: str) -> bool:
         """Act out one fault; True when the request should then be answered normally."""
-        if action.startswith("slow:"):
-            time.sleep(float(action.removeprefix("slow:")))
+        if action == "stall":
+            self.server.faults.hold()
             return True
         if action == "drop":
             self.close_connection = True

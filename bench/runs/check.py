@@ -40,8 +40,9 @@ from bench.runs.folders import RunFolder, atomic_write_json, read_json, runs_dir
 from bench.runs.launchers import THREAD_VARIABLES, Launcher, LocalLauncher
 from bench.runs.matrix import expand_grid, run_matrix
 from bench.runs.perturb import Perturbation, perturbed
-from bench.runs.specs import RunSpec
+from bench.runs.specs import RL_ALGORITHMS, RunSpec, sibling_spec
 from bench.runs.verdicts import (
+    RL_SHIFT,
     RULE,
     BandRule,
     CheckResult,
@@ -208,6 +209,30 @@ def run_probes(specs: Sequence[RunSpec], results_dir: Path, echo: Callable[[str]
     return observations, failures
 
 
+def rl_shift_steps(spec: RunSpec, results_dir: Path) -> float:
+    """How far an RL run's saved model moved from its SFT start, in Adam steps: ||theta_RL - theta_SFT|| /
+    (lr x sqrt(n)) over the n weights of the saved models (float64 sums).
+
+    Why this unit: Adam's first update moves every weight with a gradient by about lr (m_hat / sqrt(v_hat) = sign of
+    the gradient; Kingma and Ba 2015, section 2.1), so one step has norm about lr x sqrt(n), and T steps have between
+    sqrt(T) (directions unrelated from step to step) and T (one direction). The value is of order 1-10 for any
+    backbone and learning rate, and it is 0 when RL moved nothing (learning rate 0, no optimizer step, an update
+    lost before saving) and half when half the update was kept, whichever way the run's sampled metrics went.
+    An end-to-end row: it reads the run folders `bench check` just wrote (`model/*.safetensors`).
+    """
+    from safetensors.torch import load_file
+
+    def weights(run: RunSpec) -> dict[str, Any]:
+        folder = runs_dir(results_dir) / run.run_id / "model"
+        return {name: tensor for path in sorted(folder.glob("*.safetensors"))
+                for name, tensor in load_file(path).items()}
+
+    trained, start = weights(spec), weights(sibling_spec(spec, "sft"))
+    squares = sum(float(((trained[name].double() - tensor.double()) ** 2).sum()) for name, tensor in start.items())
+    count = sum(tensor.numel() for tensor in start.values())
+    return squares ** 0.5 / (spec.settings.rl_lr * count ** 0.5)
+
+
 def run_configuration(config: CheckConfig, results_dir: Path, launcher: Launcher | None = None, reuse: bool = False,
                       echo: Callable[[str], None] = print, only: Sequence[str] | None = None,
                       threads: int | None = None, band_seeds: bool = False, label: str = "reference",
@@ -230,8 +255,10 @@ def run_configuration(config: CheckConfig, results_dir: Path, launcher: Launcher
     for spec in runs:
         folder = RunFolder(runs_dir(results_dir) / spec.run_id)
         if folder.is_complete():
-            observations.append(Observation(spec.algo, spec.model, spec.dataset, spec.seed,
-                                            read_json(folder.metrics_path)))
+            values = read_json(folder.metrics_path)
+            if spec.algo in RL_ALGORITHMS:
+                values = {**values, RL_SHIFT: rl_shift_steps(spec, results_dir)}
+            observations.append(Observation(spec.algo, spec.model, spec.dataset, spec.seed, values))
     return Pass(tuple(observations + probes), failures, label, threads, time.perf_counter() - start)
 
 

@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 
 LOWER_IS_BETTER = frozenset({"duplicate_rate"})
+RL_SHIFT = "rl_shift_steps"
+"""A value RL runs have beside their metrics (`bench.runs.check.rl_shift_steps`): checked like a probe value, since
+either direction is a change of what RL does, not a better or worse recommender."""
 REFERENCE_SOURCE = "reference"
 RULE = ("band = centre ± max(k x sample std, floor, relative_floor x |centre|) over the target's sample (reference "
         "pass, every perturbed rerun, and for runs the band seeds); a check fails when an observed value leaves its "
@@ -119,11 +122,19 @@ def collect_samples(reference: Pass, reruns: Sequence[Pass], band_seeds: dict[st
     samples = {}
     for target, sources in by_target.items():
         first = sources[0][1]
-        names = list(first.values) if first.is_probe else list(metrics)
+        names = value_names(first, metrics)
         samples[target] = {"algo": first.algo, "model": first.model, "dataset": first.dataset, "seed": first.seed,
                            "sources": [source for source, _ in sources],
                            "values": {name: [float(o.values[name]) for _, o in sources] for name in names}}
     return samples
+
+
+def value_names(observation: Observation, metrics: Sequence[str]) -> list[str]:
+    """The values of an observation a check compares: all of a probe's; a run's `metrics`, and `RL_SHIFT` if it
+    has one."""
+    if observation.is_probe:
+        return list(observation.values)
+    return [*metrics, *([RL_SHIFT] if RL_SHIFT in observation.values else [])]
 
 
 def build_reference(samples: dict[str, dict[str, Any]], runs: BandRule, probes: BandRule) -> dict[str, Any]:
@@ -195,7 +206,7 @@ def verdict(metric: str, z: float, probe: bool) -> str:
     """`ok` inside the band (|z| <= 1); outside, `changed` for a probe, else `regressed` or `improved`."""
     if abs(z) <= 1 or math.isclose(abs(z), 1.0, rel_tol=1e-9):
         return "ok"
-    if probe:
+    if probe or metric == RL_SHIFT:
         return "changed"
     better = z < 0 if metric in LOWER_IS_BETTER else z > 0
     return "improved" if better else "regressed"
@@ -209,7 +220,7 @@ def compare(reference: dict[str, Any], observations: Iterable[Observation], metr
         if target is None:
             rows.append(Row(observation.target, "*", None, None, None, None, "no reference"))
             continue
-        names = list(target["metrics"]) if observation.is_probe else list(metrics)
+        names = list(target["metrics"]) if observation.is_probe else value_names(observation, metrics)
         for name in names:
             cell, value = target["metrics"].get(name), observation.values.get(name)
             if cell is None or value is None:

@@ -1,6 +1,9 @@
 """Proof that `bench check` passes on another machine and still catches regressions: a check made to round like
-another machine passes; seven faults, each injected here by monkeypatching (never a switch in product code), each
-make it fail with a FAIL line naming the target and the value that left its band.
+another machine passes; thirteen faults, each injected here by monkeypatching (never a switch in product code), each
+make it fail with a FAIL line naming the target and the value that left its band: seven in rewards, advantages,
+the evaluator and SFT data, and six that stop RL from learning (learning rate 0, no optimizer step, sampling from a
+stale copy of the policy, LoRA adapters dropped instead of merged, the KL term's sign flipped, half the update lost
+before saving), which the RL probe's optimizer step shows (`experiments.update_probe`).
 
 One reference is built per test session (`bench check --update` on a small configuration: popularity, EASE, SFT,
 GRPO and Rank-GRPO on `synthetic:check` with the tiny backbone, one seed, 1 thread; SFT is short, so its lists are
@@ -19,14 +22,20 @@ import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import accelerate.optimizer
+import peft
 import pytest
 import torch
+import trl
 from typer.testing import CliRunner
 
+import algorithms.lora
 import algorithms.rank_grpo_trainer
 import algorithms.rl
+import algorithms.rollout_hook
 import algorithms.sft
 import bench.evaluation.evaluator
 import bench.evaluation.parsing
@@ -42,7 +51,7 @@ CONFIG = {
                "datasets": [DATASET], "seeds": [0], "preset": "smoke",
                "preset_overrides": {"eval_limit": 16, "max_new_tokens": 64, "sft_max_steps": 50, "sft_lr": 0.006,
                                     "sft_batch_size": 16, "validation_size": 2, "rl_steps": 4,
-                                    "rl_lr": 0.00003, "num_generations": 4, "prompts_per_step": 2,
+                                    "rl_lr": 0.00003, "num_generations": 4, "prompts_per_step": 2, "beta": 0.04,
                                     "eval_interval": 100}}],
     "metrics": ["recall@5", "recall@20", "ndcg@5", "ndcg@20", "in_catalog_rate", "format_rate", "duplicate_rate"],
     "threads": 1,
@@ -175,3 +184,92 @@ def test_sft_demonstrations_shuffled_across_prompts(reference: Path, tmp_path: P
     monkeypatch.setattr(algorithms.sft, "demonstrations", shuffled)
     failures = _failures(reference, tmp_path, "sft")
     assert ("sft/tiny/synthetic:check probe", "demo_ndcg@20") in failures
+
+
+# Faults the check was not built against (issue 28): RL that stops learning. Each is caught by what the GRPO
+# probe's optimizer step moved (`experiments.update_probe`). End to end (`rl_shift_steps`) they are measured against the
+# committed reference only: this session's 50-step SFT misses every title, so its RL has no reward signal and moves
+# nothing (results/reference/README.md).
+GRPO_PROBE = "grpo/tiny/synthetic:check probe"
+
+
+def test_learning_rate_zero(reference: Path, tmp_path: Path, cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = algorithms.rl.rl_config
+    monkeypatch.setattr(algorithms.rl, "rl_config",
+                        lambda ctx, output_dir, **overrides: original(ctx, output_dir, **{**overrides,
+                                                                                           "learning_rate": 0.0}))
+    failures = _failures(reference, tmp_path, "grpo")
+    assert {(GRPO_PROBE, "update_norm"), (GRPO_PROBE, "advantaged_logp_change"), (GRPO_PROBE, "kl_term"),
+            (GRPO_PROBE, "saved_update_norm")} <= failures
+    assert (GRPO_PROBE, "grad_norm") not in failures  # the gradient is unchanged: only the update sees it
+
+
+def test_optimizer_skipping_its_step(reference: Path, tmp_path: Path, cache: None,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accelerate.optimizer.AcceleratedOptimizer, "step", lambda self, closure=None: None)
+    failures = _failures(reference, tmp_path, "grpo")
+    assert {(GRPO_PROBE, "update_norm"), (GRPO_PROBE, "saved_update_norm")} <= failures
+
+
+def test_sampling_from_a_stale_copy_of_the_policy(reference: Path, tmp_path: Path, cache: None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared engine samples from a copy of the policy it took at its first call."""
+    original = algorithms.rollout_hook.EngineRollouts._sample_engine
+
+    def stale(self: Any, trainer: Any, *args: Any, **kwargs: Any) -> Any:
+        if not hasattr(self, "copy"):
+            live = trainer.accelerator.unwrap_model(trainer.model_wrapped)
+            self.copy = type(live)(live.config)
+            self.copy.load_state_dict(live.state_dict())
+            self.copy.generation_config = live.generation_config
+        view = SimpleNamespace(**{name: getattr(trainer, name) for name in ("accelerator", "args",
+                                                                            "processing_class", "eos_token_ids")},
+                               model_wrapped=self.copy)
+        return original(self, view, *args, **kwargs)
+
+    monkeypatch.setattr(algorithms.rollout_hook.EngineRollouts, "_sample_engine", stale)
+    failures = _failures(reference, tmp_path, "grpo")
+    assert (GRPO_PROBE, "sampler_on_policy") in failures
+
+
+def test_lora_adapters_not_merged_into_the_saved_model(reference: Path, tmp_path: Path, cache: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapters are dropped instead of merged (`unload` for `merge_and_unload`): the saved model is the base."""
+    def unmerged(trainer: Any) -> None:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if isinstance(model, peft.PeftModel):
+            trainer.model = trainer.model_wrapped = model.unload()
+
+    monkeypatch.setattr(algorithms.lora, "merge_adapters", unmerged)
+    failures = _failures(reference, tmp_path, "grpo")
+    assert (GRPO_PROBE, "lora_saved_update_norm") in failures
+
+
+def test_kl_term_sign_flipped(reference: Path, tmp_path: Path, cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = trl.GRPOTrainer.__init__
+
+    def flipped(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.beta = -self.beta  # the loss adds -beta x KL
+
+    monkeypatch.setattr(trl.GRPOTrainer, "__init__", flipped)
+    failures = _failures(reference, tmp_path, "grpo,rank_grpo")
+    assert {(GRPO_PROBE, "kl_term"), ("rank_grpo/tiny/synthetic:check probe", "kl_term")} <= failures
+
+
+def test_half_of_the_rl_update_lost_before_saving(reference: Path, tmp_path: Path, cache: None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The saved weights are pulled half way back to the reference model (the RL start)."""
+    original = algorithms.lora.merge_adapters
+
+    def halved(trainer: Any) -> None:
+        original(trainer)
+        if trainer.ref_model is not None:
+            with torch.no_grad():
+                for weight, start in zip(trainer.model.parameters(), trainer.ref_model.parameters(), strict=True):
+                    weight.copy_((weight + start) / 2)
+
+    monkeypatch.setattr(algorithms.lora, "merge_adapters", halved)
+    failures = _failures(reference, tmp_path, "grpo")
+    assert (GRPO_PROBE, "saved_update_norm") in failures
+    assert (GRPO_PROBE, "update_norm") not in failures  # the trainer's own update was whole

@@ -3,6 +3,7 @@ sample is pooled from the reference pass, the perturbed reruns and the band seed
 failure message; and the perturbations' syntax and environment (`bench.runs.perturb`)."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from bench.runs.verdicts import (
     collect_samples,
     compare,
     leave_one_out,
+    value_names,
     verdict,
     z_score,
 )
@@ -114,3 +116,28 @@ def test_perturbations_parse_label_and_set_their_environment(monkeypatch: pytest
         assert os.environ["BENCH_CACHE"] == str(cache) and cache.is_dir() and not any(cache.iterdir())
     assert "BENCH_ONEDNN" not in os.environ and os.environ["BENCH_TINY_JITTER"] == "5e-1"
     assert os.environ["BENCH_CACHE"] == "/somewhere" and not cache.exists()
+
+
+def test_rl_runs_are_checked_on_their_shift_in_adam_steps_too(tmp_path: Path) -> None:
+    """||theta_RL - theta_SFT|| / (lr x sqrt(n)), from the saved weights of the RL run and its SFT start: here a
+    2 x 2 weight moved by (lr, -lr, lr, lr) and an untouched bias of 2, so ||delta|| = 2 lr over n = 6 weights:
+    2 / sqrt(6). A change of it either way is `changed`, not better or worse."""
+    import torch
+    from safetensors.torch import save_file
+
+    from bench.runs.check import rl_shift_steps
+    from bench.runs.folders import runs_dir
+    from bench.runs.specs import make_spec, sibling_spec
+    from bench.runs.verdicts import RL_SHIFT
+
+    spec = make_spec("grpo", "tiny", "smoke", {"rl_lr": 0.01}, dataset="synthetic:check", seed=0)
+    start = {"weight": torch.zeros(2, 2), "bias": torch.full((2,), 2.0)}
+    trained = {"weight": torch.tensor([[0.01, -0.01], [0.01, 0.01]]), "bias": torch.full((2,), 2.0)}
+    for run, weights in ((sibling_spec(spec, "sft"), start), (spec, trained)):
+        folder = runs_dir(tmp_path) / run.run_id / "model"
+        folder.mkdir(parents=True)
+        save_file(weights, str(folder / "model.safetensors"))
+    assert rl_shift_steps(spec, tmp_path) == pytest.approx(2 / 6 ** 0.5)
+    assert verdict(RL_SHIFT, -3.0, probe=False) == verdict(RL_SHIFT, 3.0, probe=False) == "changed"
+    observation = Observation("grpo", "tiny", "synthetic", 0, {"ndcg@20": 0.3, RL_SHIFT: 1.2, "other": 1.0})
+    assert value_names(observation, ["ndcg@20"]) == ["ndcg@20", RL_SHIFT]
