@@ -1,4 +1,4 @@
-"""What one optimizer step of an RL trainer moved, for `bench check`'s RL probe (`algorithms.probes.rl_probe`).
+"""What one optimizer step of an RL trainer moved, for `bench check`'s RL probe (`experiments.probes.rl_probe`).
 
 The probe's gradient values (loss, gradient norm and projection) stop before the optimizer: a learning rate of 0, an
 optimizer that skips its step, a KL term of the wrong sign (zero at the first step, where the policy is its own
