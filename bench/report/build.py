@@ -45,7 +45,7 @@ from bench.report.plots import (
     hit_rate_plot,
     recall_at_k_plot,
 )
-from bench.report.stats import p_floor
+from bench.report.stats import fewest_units
 from bench.report.tables import (
     all_metrics_csv,
     all_metrics_table,
@@ -127,11 +127,6 @@ def _legend(analysis: TableAnalysis) -> list[str]:
              f"intervals, not tests (All metrics, below).")]
 
 
-def _seeds_needed(level: float, paired: bool) -> int:
-    """Fewest seeds per method whose permutation test can reach `level` (paired, or n + n unpaired)."""
-    return next(n for n in range(1, 64) if p_floor(n, n, paired, 10**12) <= level)
-
-
 def _power_text(analysis: TableAnalysis) -> str:
     alpha, m = analysis.options.alpha, max(1, len(analysis.comparisons))
     return (f"Power of the test that runs (alpha {alpha} two-sided, before Holm; power {POWER}): its unit is the seed "
@@ -141,10 +136,10 @@ def _power_text(analysis: TableAnalysis) -> str:
             f"fewest seeds per method at which this MDD reaches the observed difference, at this spread. A "
             f"permutation test over n seeds cannot give p below its floor (2/2^n paired, 2/C(2n, n) for n + n "
             f"unpaired): when the floor exceeds alpha no difference is detectable, and \"not significant\" means too "
-            f"few seeds, not no effect. Reaching alpha {alpha} needs {_seeds_needed(alpha, True)} paired seeds or "
-            f"{_seeds_needed(alpha, False)} + {_seeds_needed(alpha, False)} unpaired; the smallest p of a Holm "
-            f"family of {m} must be below alpha/{m} = {alpha / m:.4f}: {_seeds_needed(alpha / m, True)} paired seeds "
-            f"or {_seeds_needed(alpha / m, False)} + {_seeds_needed(alpha / m, False)} unpaired.")
+            f"few seeds, not no effect. Reaching alpha {alpha} needs {fewest_units(alpha, True)} paired seeds or "
+            f"{fewest_units(alpha, False)} + {fewest_units(alpha, False)} unpaired; the smallest p of a Holm "
+            f"family of {m} must be below alpha/{m} = {alpha / m:.4f}: {fewest_units(alpha / m, True)} paired seeds "
+            f"or {fewest_units(alpha / m, False)} + {fewest_units(alpha / m, False)} unpaired.")
 
 
 def _curve_blocks(group: Group, analysis: TableAnalysis, folder: Path, options: ReportOptions,

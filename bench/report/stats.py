@@ -255,7 +255,7 @@ class UnitPower:
         if difference == 0.0:
             return None
         if self.sd == 0.0:
-            return next(n for n in range(2, most) if p_floor(n, n, self.paired, 10**12) <= alpha)
+            return max(2, fewest_units(alpha, self.paired))
 
         def detects(n: int) -> bool:
             found = self.mdd(alpha, power, n)
@@ -268,6 +268,11 @@ class UnitPower:
             middle = (low + high) // 2
             low, high = (low, middle) if detects(middle) else (middle, high)
         return high
+
+
+def fewest_units(level: float, paired: bool) -> int:
+    """Fewest units per method whose exact permutation test can reach `level` at all (paired, or n + n unpaired)."""
+    return next(n for n in range(1, 64) if p_floor(n, n, paired, 10**12) <= level)
 
 
 def unit_power(a: np.ndarray, b: np.ndarray, paired: bool) -> UnitPower:
