@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bench.commands.options import user_errors
+from bench.commands.options import comma_list, user_errors
 
 
 @user_errors
@@ -23,17 +23,24 @@ def report_command(
     auc_budget: Annotated[float | None, typer.Option(help="RL steps of the area under the validation curve "
                                                           "(default: the last step every RL seed logged).")] = None,
     alpha: Annotated[float, typer.Option(help="Significance level after Holm correction.")] = 0.05,
+    family: Annotated[str, typer.Option(help="The testing family, declared before the runs: comma-separated "
+                                             "METHOD:COMPARATOR pairs (e.g. rank_grpo:sft,rank_grpo:rank_grpo+null); "
+                                             "Holm over these only, the other pairs shown untested. Default: every "
+                                             "method against --baseline and --reference, and against its null.")
+              ] = "",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates (at least 10,000 for a report).")] = 10_000,
     html: Annotated[bool, typer.Option("--html", help="Also write one self-contained report.html.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report.json object on stdout.")] = False,
 ) -> None:
     """Tables (Markdown, CSV, LaTeX), significance tests, figures and report.json rebuilt from the run folders."""
-    from bench.report.analysis import AnalysisOptions
+    from bench.report.analysis import AnalysisOptions, parse_family
     from bench.report.build import ReportOptions, build_report
 
     folder = out or results_dir / "report"
+    declared = tuple(comma_list(family))
+    parse_family(declared)
     analysis = AnalysisOptions(primary=primary, baseline=baseline, reference=reference, alpha=alpha,
-                               n_bootstrap=bootstrap)
+                               n_bootstrap=bootstrap, family=declared)
     result = build_report(results_dir, folder, ReportOptions(analysis, target=target, target_fraction=target_fraction,
                                                              auc_budget=auc_budget, html=html))
     for note in result.notes:

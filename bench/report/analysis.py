@@ -1,6 +1,9 @@
-"""One table's numbers: every method's cells with two-level bootstrap CIs, and the declared testing family on the
-primary metric (each method against the baseline and against the reference method, and each RL method against its
-null control `<method>+null`, where that ran), Holm-corrected.
+"""One table's numbers: every method's cells with two-level bootstrap CIs, and the testing family on the primary
+metric, Holm-corrected. By default the family is each method against the baseline and against the reference method,
+and each RL method against its null control `<method>+null`, where that ran. A family declared before the runs
+(`AnalysisOptions.family`, `bench report --family`) replaces it: Holm runs over the declared comparisons only, so
+that a family small enough for the seeds' p floor can reach alpha (issue 27: 5 paired seeds cannot go below p
+0.0625); the default pairs outside it keep their CIs, P(better) and raw p, marked undeclared, with no test claimed.
 
 Only the primary metric is tested (one declared metric, NDCG@20 by default; Holm 1979 over the family of
 comparisons): the other metrics get intervals, not marks. A comparison is `b` (the method) against `a` (the baseline
@@ -14,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.report.data import (
     TABLE_COLUMNS,
     Group,
@@ -51,6 +55,21 @@ class AnalysisOptions:
     n_bootstrap: int = 10_000
     n_permutations: int = 10_000
     seed: int = 0
+    family: tuple[str, ...] = ()
+    """Declared comparisons, each `method:comparator`; empty: the default family (module docstring)."""
+
+
+def parse_family(entries: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """`method:comparator` entries -> (comparator, method) pairs; a malformed entry is a one-line error naming
+    `--family`."""
+    pairs = []
+    for entry in entries:
+        parts = [part.strip() for part in entry.split(":")]
+        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+            raise BenchError(f"--family {entry!r}: expected METHOD:COMPARATOR, two different method labels "
+                             f"(e.g. rank_grpo:sft)")
+        pairs.append((parts[1], parts[0]))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -81,7 +100,8 @@ class Comparison:
     metric: str
     diff: Interval
     p_value: float
-    p_holm: float
+    p_holm: float | None
+    """Holm-adjusted over the family; None when the comparison is outside a declared family."""
     significant: bool
     prob_improvement: Interval
     unit: str
@@ -92,6 +112,8 @@ class Comparison:
     units_needed: int | None
     """Units per method (seeds; examples when both are deterministic) at which the observed difference would be
     detectable at alpha with 80% power, before Holm; None: beyond 100,000 or no difference."""
+    in_family: bool = True
+    """False for a default pair left out of a declared family: descriptive only."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +128,13 @@ class TableAnalysis:
     n_examples: int
     notes: tuple[str, ...]
 
+    @property
+    def family(self) -> tuple[Comparison, ...]:
+        """The comparisons Holm ran over (the tested family)."""
+        return tuple(c for c in self.comparisons if c.in_family)
+
     def versus(self, name: str, other: str) -> Comparison | None:
-        """The tested comparison of `name` against `other`, oriented so that diff = name - other and P = P(name
+        """The comparison of `name` against `other`, oriented so that diff = name - other and P = P(name
         beats other); None when the pair is not in the family."""
         found = next((c for c in self.comparisons if {c.a, c.b} == {name, other}), None)
         if found is None or found.b == name:
@@ -124,7 +151,8 @@ class TableAnalysis:
                  for (name, column), cell in self.cells.items()]
         comparisons = [{"a": c.a, "b": c.b, "metric": c.metric, "diff": c.diff.mean, "ci_low": c.diff.low,
                         "ci_high": c.diff.high, "p_value": c.p_value, "p_holm": c.p_holm,
-                        "significant": c.significant, "prob_improvement": c.prob_improvement.mean}
+                        "significant": c.significant, "prob_improvement": c.prob_improvement.mean,
+                        "in_family": c.in_family}
                        for c in self.comparisons]
         return {"dataset": key.dataset, "model": key.model, "preset": key.preset, "primary": self.options.primary,
                 "cells": cells, "comparisons": comparisons}
@@ -144,6 +172,26 @@ def _find(methods: dict[str, MethodRuns], label: str, notes: list[str], role: st
     if len(names) > 1:
         notes.append(f"Several {label} configurations: the {role} is {names[0]}.")
     return names[0]
+
+
+def _declared(family: Sequence[tuple[str, str]], methods: dict[str, MethodRuns], pairs: list[tuple[str, str, str]],
+              notes: list[str]) -> list[set[str]] | None:
+    """The declared family as unordered pairs (None: no family declared, every pair is tested). A declared pair
+    outside the default ones is added to `pairs` (role `declared`); one whose method did not run in this table is
+    left out with a note."""
+    if not family:
+        return None
+    declared = []
+    for comparator, method in family:
+        missing = [name for name in (comparator, method) if name not in methods]
+        if missing:
+            notes.append(f"Declared comparison {method}:{comparator} left out: no {' or '.join(missing)} runs in "
+                         f"this table.")
+            continue
+        declared.append({comparator, method})
+        if not any({a, b} == {comparator, method} for a, b, _ in pairs):
+            pairs.append((comparator, method, "declared"))
+    return declared
 
 
 def _method_runs(group: Group) -> dict[str, MethodRuns]:
@@ -258,14 +306,19 @@ def analyse(group: Group, options: AnalysisOptions = AnalysisOptions()) -> Table
         control = null_control(name)
         if control in methods and not any({name, control} == {a, b} for a, b, _ in pairs):
             pairs.append((control, name, "null"))
+    declared = _declared(parse_family(options.family), methods, pairs, notes)
     primary = options.primary
     raw = [(a, b, role, _compare(methods[a], methods[b], resampled[(a, primary)], resampled[(b, primary)], records,
                                  options)) for a, b, role in pairs]
-    adjusted = holm([result[2] for *_, result in raw])
-    comparisons = tuple(
-        Comparison(a, b, role, primary, diff, p, p_holm, p_holm < options.alpha, improvement, unit, paired, floor,
-                   power.mdd(options.alpha, POWER), power.units_needed(diff.mean, options.alpha, POWER))
-        for (a, b, role, (diff, improvement, p, unit, paired, floor, power)), p_holm
-        in zip(raw, adjusted, strict=True))
-    return TableAnalysis(group, options, methods, cells, comparisons, baseline, reference, len(ids), tuple(notes))
+    in_family = [declared is None or {a, b} in declared for a, b, _ in pairs]
+    adjusted = iter(holm([result[2] for (*_, result), tested in zip(raw, in_family, strict=True) if tested]))
+    comparisons = []
+    for (a, b, role, (diff, improvement, p, unit, paired, floor, power)), tested in zip(raw, in_family, strict=True):
+        p_holm = next(adjusted) if tested else None
+        comparisons.append(Comparison(
+            a, b, role, primary, diff, p, p_holm, p_holm is not None and p_holm < options.alpha, improvement, unit,
+            paired, floor, power.mdd(options.alpha, POWER), power.units_needed(diff.mean, options.alpha, POWER),
+            tested))
+    return TableAnalysis(group, options, methods, cells, tuple(comparisons), baseline, reference, len(ids),
+                         tuple(notes))
 

@@ -84,7 +84,8 @@ class ReportOptions:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> "ReportOptions":
-        return cls(AnalysisOptions(**value["analysis"]), value["target"], value["target_fraction"],
+        analysis = {**value["analysis"], "family": tuple(value["analysis"].get("family", ()))}
+        return cls(AnalysisOptions(**analysis), value["target"], value["target_fraction"],
                    value["auc_budget"])
 
 
@@ -98,37 +99,44 @@ class ReportResult:
 
 def _verdict(analysis: TableAnalysis) -> str:
     """One sentence a reader decides from: how many comparisons are significant, how many could not be."""
-    m = len(analysis.comparisons)
+    family = analysis.family
+    m = len(family)
     if not m:
         return "No comparisons: the table has no method besides its comparators."
-    significant = [f"{c.b} vs {c.a} ({'▲' if c.diff.mean > 0 else '▼'})" for c in analysis.comparisons
-                   if c.significant]
-    blind = sum(c.floor > analysis.options.alpha for c in analysis.comparisons)
-    found = (f"{len(significant)} of {m} comparisons significant after Holm at alpha {analysis.options.alpha}"
-             + (f": {', '.join(significant)}." if significant else "."))
+    significant = [f"{c.b} vs {c.a} ({'▲' if c.diff.mean > 0 else '▼'})" for c in family if c.significant]
+    blind = sum(c.floor > analysis.options.alpha for c in family)
+    declared = " declared" if analysis.options.family else ""
+    found = (f"{len(significant)} of {m}{declared} comparisons significant after Holm at alpha "
+             f"{analysis.options.alpha}" + (f": {', '.join(significant)}." if significant else "."))
     return found + (f" {blind} of {m} cannot reach alpha with these runs at all (smallest possible p above "
                     f"alpha): not significant there means too few seeds, not no effect." if blind else "")
 
 
 def _legend(analysis: TableAnalysis) -> list[str]:
     options = analysis.options
-    m = len(analysis.comparisons)
+    m = len(analysis.family)
+    if options.family:
+        declared = ", ".join(f"{c.b} vs {c.a}" for c in analysis.family)
+        family = (f"the family of {m} comparisons declared before the runs ({declared}); the other comparisons "
+                  f"shown are descriptive, their Holm cell \"undeclared\": a CI and a raw p, no test claimed")
+    else:
+        family = (f"the family of {m} comparisons (every method against {analysis.reference} and against "
+                  f"{analysis.baseline}, and every RL method against its null control +null where it ran)")
     return [(f"How to read: primary metric {options.primary} on {analysis.n_examples} test examples, mean over runs "
              f"[95% two-level bootstrap CI: seeds resampled, one draw of test examples shared by every seed and "
              f"method, {options.n_bootstrap} replicates, widened for few seeds]. An untrained method "
              f"whose seed folders are identical is deterministic: one run. {UNRELIABLE_NOTE}"),
             (f"Δ = method - comparator (▲ higher, ▼ lower) with its CI from the same bootstrap. p / Holm: two-sided "
              f"permutation test whose unit is the seed (paired by seed where runs share an SFT start; the test "
-             f"example only when both methods are deterministic), then Holm over the family of {m} comparisons "
-             f"(every method against {analysis.reference} and against {analysis.baseline}, and every RL method "
-             f"against its null control +null where it ran; {options.primary} only); (sig.) marks Holm p < {options.alpha}. \"≤ x (floor)\": the smallest p the test can give "
+             f"example only when both methods are deterministic), then Holm over {family} ({options.primary} "
+             f"only); (sig.) marks Holm p < {options.alpha}. \"≤ x (floor)\": the smallest p the test can give "
              f"with these runs. P(better): probability that a run of the method beats a run of the comparator "
              f"(Agarwal et al. 2021) with its CI. \"untested\": no test of that pair. Other metrics get "
              f"intervals, not tests (All metrics, below).")]
 
 
 def _power_text(analysis: TableAnalysis) -> str:
-    alpha, m = analysis.options.alpha, max(1, len(analysis.comparisons))
+    alpha, m = analysis.options.alpha, max(1, len(analysis.family))
     return (f"Power of the test that runs (alpha {alpha} two-sided, before Holm; power {POWER}): its unit is the seed "
             f"(the test example only when both methods are deterministic), so the minimum detectable difference is "
             f"MDD = (t(df, 1 - alpha/2) + t(df, power)) x SE, with SE the standard error of the mean difference "

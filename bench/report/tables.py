@@ -4,7 +4,8 @@
   the reference method and the baseline: ▲/▼ and the difference with its CI, the raw and Holm-adjusted p-values
   and P(method beats comparator). A p-value at its test's floor prints as "≤ floor"; a cell with no test says
   "untested" (the comparator itself, or a comparator absent from the table).
-- Comparisons: every test of the family with its unit, floor and minimum detectable difference.
+- Comparisons: every comparison with its unit, floor and minimum detectable difference (p_holm "undeclared" for
+  one outside a declared family).
 - All metrics: Recall/NDCG@{5,10,15,20}, in-catalog and format rates with CIs, no marks (only the primary metric is
   tested).
 - Steps to reach and area under the validation curve (`curves`).
@@ -19,7 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.report.analysis import TableAnalysis, null_control
+from bench.report.analysis import Comparison, TableAnalysis, null_control
 from bench.report.curves import AreaRow, StepsToReach
 from bench.report.data import TABLE_COLUMNS
 from bench.report.diagnostics import (
@@ -110,8 +111,13 @@ def _versus(analysis: TableAnalysis, name: str, other: str) -> tuple[str, str, s
     if found is None:
         return UNTESTED, UNTESTED, UNTESTED
     mark = " (sig.)" if found.significant else ""
-    return (signed_text(found.diff) + mark, f"{p_text(found.p_value, found.floor)} / {found.p_holm:.3f}",
+    return (signed_text(found.diff) + mark, f"{p_text(found.p_value, found.floor)} / {holm_text(found)}",
             interval_text(found.prob_improvement, 2))
+
+
+def holm_text(comparison: Comparison) -> str:
+    """The Holm-adjusted p, or "undeclared" for a comparison outside a declared family (no test claimed)."""
+    return "undeclared" if comparison.p_holm is None else f"{comparison.p_holm:.3f}"
 
 
 def lead_table(analysis: TableAnalysis) -> TextTable:
@@ -145,7 +151,8 @@ def comparisons_table(analysis: TableAnalysis) -> TextTable:
                f"significant_at_{analysis.options.alpha}", "P(b > a)", "P_ci_low", "P_ci_high",
                "min_detectable_diff", "units_needed_for_observed_diff")
     rows = tuple((c.a, c.b, c.metric, c.unit, f"{c.diff.mean:.6f}", f"{c.diff.low:.6f}", f"{c.diff.high:.6f}",
-                  f"{c.p_value:.6f}", f"{c.floor:.6f}", f"{c.p_holm:.6f}", str(c.significant),
+                  f"{c.p_value:.6f}", f"{c.floor:.6f}", "undeclared" if c.p_holm is None else f"{c.p_holm:.6f}",
+                  str(c.significant),
                   f"{c.prob_improvement.mean:.4f}", f"{c.prob_improvement.low:.4f}",
                   f"{c.prob_improvement.high:.4f}", "none" if c.mdd is None else f"{c.mdd:.6f}",
                   "none" if c.units_needed is None else str(c.units_needed))

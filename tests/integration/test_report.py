@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report"
 GROUP = "synthetic-tiny-smoke-limit24"
 CELL_KEYS = {"method", "metric", "mean", "ci_low", "ci_high", "n_runs", "deterministic"}
 COMPARISON_KEYS = {"a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "p_holm", "significant",
-                   "prob_improvement"}
+                   "prob_improvement", "in_family"}
 RUN_DIGEST = re.compile(r"(-s\d+)-[0-9a-f]{10}\b")
 """A run id's spec digest (training diagnostics name runs): a new RunSpec field changes it, not the numbers."""
 
@@ -120,6 +120,35 @@ def test_family_is_the_primary_metric_against_baseline_and_reference_with_holm_b
     grpo = next(c for c in comparisons if c["b"] == "grpo" and c["a"] == "rank_grpo")
     assert grpo["diff"] == pytest.approx((0.75 + 1.30103 + 1.63093) / 36 - (2.06161 + 2 + 1.88685) / 36, abs=1e-4)
     assert grpo["prob_improvement"] == pytest.approx(0.0) and grpo["ci_low"] <= grpo["diff"] <= grpo["ci_high"]
+
+
+def test_a_declared_family_is_the_only_one_holm_runs_over(results: Path, tmp_path: Path) -> None:
+    declared = "grpo:rank_grpo,random:rank_grpo,grpo:random"
+    result = runner.invoke(app, ["report", "--results-dir", str(results), "--out", str(tmp_path), "--json",
+                                 "--family", declared])
+    assert result.exit_code == 0, result.output
+    table = next(t for t in json.loads(result.stdout)["tables"] if t["model"] == "tiny")
+    by_pair = {(c["a"], c["b"]): c for c in table["comparisons"]}
+    family = {pair for pair, c in by_pair.items() if c["in_family"]}
+    # grpo:random is not a default pair (neither is the baseline or the reference): it is added, oriented as declared.
+    assert family == {("rank_grpo", "grpo"), ("rank_grpo", "random"), ("random", "grpo")}
+    # Raw p by hand: grpo and random seeds are 3 + 3 unpaired with every grpo seed (0.108, 0.136, 0.063) above every
+    # random one (0.028, 0, 0.009): 2 / C(6, 3) = 0.1; the other two as in the default family (0.25, 0.1).
+    assert by_pair[("random", "grpo")]["p_value"] == pytest.approx(0.1)
+    # Holm over these three only: sorted 0.1, 0.1, 0.25 -> 0.3, max(0.3, 0.2), max(0.3, 0.25): 0.3 each.
+    assert [by_pair[pair]["p_holm"] for pair in sorted(family)] == pytest.approx([0.3, 0.3, 0.3])
+    undeclared = [c for c in table["comparisons"] if not c["in_family"]]
+    assert undeclared and all(c["p_holm"] is None and not c["significant"] for c in undeclared)
+    page = (tmp_path / "report.md").read_text()
+    assert "of 3 declared comparisons" in page and "/ undeclared" in page
+    assert json.loads((tmp_path / "report.json").read_text())["options"]["analysis"]["family"] == declared.split(",")
+
+
+def test_a_malformed_family_is_one_line_naming_the_flag(results: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", "--results-dir", str(results), "--out", str(tmp_path),
+                                 "--family", "rank_grpo"])
+    assert result.exit_code == 2 and "--family 'rank_grpo': expected METHOD:COMPARATOR" in result.output
+    assert not (tmp_path / "report.json").exists()
 
 
 def test_pages_lead_with_the_primary_metric_and_state_units(built: tuple[Path, dict[str, Any], str]) -> None:
