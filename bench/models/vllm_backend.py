@@ -18,7 +18,8 @@ Choices, each for a measured reason (docs/vllm.md):
   head (SmolLM2, the tiny builds) is re-tied and repacked after it, which vLLM's layerwise reload leaves stale.
 - On CPU, threads are not pinned (`VLLM_CPU_OMP_THREADS_BIND=nobind`, a shared machine) and the KV cache takes
   1 GiB (`VLLM_CPU_KVCACHE_SPACE`), unless the environment says otherwise. `BENCH_VLLM_EAGER=1` skips
-  torch.compile (35 s start instead of 155 s on 2 cores, about half the decode speed).
+  torch.compile (35 s start instead of 155 s on 2 cores, about half the decode speed). Prefills are never split
+  across engine steps on CPU (`whole_prefill_options`): vLLM cannot rewind a seeded CPU sampler after a split one.
 
 vLLM is imported only when an engine is built (`import_vllm`).
 """
@@ -78,9 +79,24 @@ def build_llm(path: str, dtype: str, max_model_len: int, random_init: bool = Fal
     vllm = import_vllm()
     _set_engine_environment()
     options: dict[str, Any] = {"load_format": "dummy"} if random_init else {}
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        options |= whole_prefill_options(max_model_len)
     return vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=0, max_model_len=max_model_len,
                     gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs",
                     enforce_eager=os.environ.get("BENCH_VLLM_EAGER", "0") == "1", **options)
+
+
+def whole_prefill_options(max_model_len: int) -> dict[str, Any]:
+    """vLLM engine arguments that never split a prompt's prefill across engine steps (CPU only, module docstring).
+
+    A split prefill samples a token it then discards, and vLLM 0.32 rewinds that request's seeded generator with
+    `Generator.set_offset`, which only CUDA generators have: on CPU a seeded sampled batch larger than one step's
+    token budget (4,096 by default; 32 ReDial prompts x G 8 is one) fails with "CPU Generator does not use offset"
+    (`GPUModelRunner._bookkeeping_sync`). Without chunked prefill a step must hold a whole prompt, so its budget is
+    the context length (as vLLM's CPU platform sets it when it turns chunking off itself)."""
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
 
 
 @cache

@@ -113,6 +113,21 @@ def test_sampled_token_logprobs_equal_the_policy_forward_pass(smol: Backbone, sm
     assert max_logprob_gap(smol.model, prompts, groups, settings.temperature) < LOGPROB_TOLERANCE
 
 
+def test_a_seeded_sampled_batch_over_one_steps_token_budget_runs_and_ignores_batching(smol: Backbone,
+                                                                                     smol_vllm: Any) -> None:
+    """16 prompts x 8 samples x up to 160 prompt tokens is far more than vLLM's default 4,096 tokens a step, so vLLM
+    would split a prefill; on CPU a seeded sampler then failed ("CPU Generator does not use offset"; `bench calibrate`
+    with 32 prompts x G 8, and this test before `whole_prefill_options`). Each prompt's seed is its own, so the first
+    prompt's samples do not depend on the batch."""
+    examples = load_dataset("redial").split("train")[:16]
+    prompts = [trim_prompt(smol.tokenizer, example.prompt, 160) for example in examples]
+    assert sum(len(prompt_token_ids(smol.tokenizer, prompt)) for prompt in prompts) * 8 > 4 * 4096
+    settings = SamplingSettings(max_new_tokens=2, temperature=1.0, num_return_sequences=8)
+    groups = smol_vllm.generate(prompts, settings, seed=0)
+    assert [len(group) for group in groups] == [8] * 16
+    assert smol_vllm.generate(prompts[:1], settings, seed=0) == groups[:1]
+
+
 def test_one_large_step_is_synced_into_vllm(tmp_path: Path) -> None:
     """GRPO on tiny-m (Llama architecture, tied head; vLLM's CPU attention needs head_dim >= 32, so not `tiny`)."""
     from datasets import Dataset
