@@ -21,7 +21,7 @@ from bench.errors import BenchError
 
 Dataset = Annotated[str, typer.Option("--dataset", help="Dataset name (redial, synthetic) or path.")]
 Catalog = Annotated[Path | None, typer.Option("--catalog", help="Catalog file (.pkl, .csv, .jsonl).")]
-Preset = Annotated[str, typer.Option(help="smoke, default, cpu-small, testbed, testbed-rl or paper.")]
+Preset = Annotated[str, typer.Option(help="smoke, default, cpu-small, testbed, testbed-rl, redial-rl or paper.")]
 Backend = Annotated[str, typer.Option(help="Rollout backend: transformers or vllm.")]
 ReportTo = Annotated[str, typer.Option(
     help="Also report training logs to none, tensorboard or wandb (optional extras; W&B runs offline unless "

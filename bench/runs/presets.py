@@ -111,6 +111,11 @@ PRESETS: dict[str, Preset] = {
         sft_epochs=10.0, sft_max_steps=300, sft_lr=3e-3, sft_batch_size=16,
         rl_steps=80, rl_lr=1e-4, num_generations=8, prompts_per_step=16, beta=0.0, temperature=0.3, mu=1,
         eval_interval=20, validation_size=200, max_prompt_tokens=256),
+    "redial-rl": Preset(
+        "redial-rl", eval_limit=200, max_new_tokens=160, eval_batch_size=32,
+        sft_epochs=1.0, sft_max_steps=300, sft_lr=1e-4, sft_batch_size=4,
+        rl_steps=16, rl_lr=1e-5, num_generations=8, prompts_per_step=2, beta=0.0, temperature=1.0, mu=1,
+        eval_interval=10, validation_size=8, max_prompt_tokens=256),
     "paper": Preset(
         "paper", eval_limit=None, max_new_tokens=1024, eval_batch_size=64,
         sft_epochs=10.0, sft_max_steps=None, sft_lr=5e-5, sft_batch_size=192,
@@ -136,6 +141,12 @@ of the 200 test examples.
 budget of 80 steps x 16 prompts x G 8 = 10,240 sampled completions per run (a compute rule: the largest batch at
 which a 10-seed matrix of four RL runs per seed fits about two hours of a 2-core CPU), at the temperature and
 learning rate its rules B and C choose on calibration seeds 100-102 (results/testbed/README.md).
+
+`redial-rl` is the seeded SmolLM2-135M table on ReDial (results/redial_smollm2/PROCEDURE.md, issue 27): `cpu-small`'s
+sizes with the first 200 test prompts, G 8, and the SFT start and rollout temperature its rules S and T chose on
+calibration seed 100 (results/redial_smollm2/calibration/README.md): full fine-tuning, 300 steps of 4 at lr 1e-4
+(the candidate with the fewest tied groups; none reached the 30% target), T 1.0 (no temperature qualified). Run it
+with `--backend vllm`.
 
 `paper` eval_interval 200 is the authors' checkpoint interval (train_rank_grpo.py:96, README.MD:117) at which
 they validate RL (evaluate/eval_grpo_val.py `--step_interval 200`, README.MD:163)."""
