@@ -4,6 +4,12 @@ A launcher gets one wave of specs (runs that do not depend on each other) and a 
 each spec with its `JobResult` as jobs finish. A job that dies without returning (worker killed, Slurm time limit,
 node failure) still yields a failed result, so the matrix can record it and carry on.
 
+When a local worker process dies (the OS killed it: out of memory is the usual cause when several runs share a
+machine), Python's process pool is broken and every run still in it is lost with it, not only the one that died. The
+local launcher then runs each of the wave's unfinished runs again, one at a time in a fresh worker with all the
+threads: what ran out of memory side by side usually fits alone (measured 2026-12-04: two `redial-rl` RL runs at
+about 12 GB each on a 24 GB machine). A run whose worker dies again is recorded as failed, with that cause.
+
 One run uses one device. A multi-GPU run is launched on its own with `accelerate launch -m cli run ...`; a later
 matrix over the same grid skips it as complete.
 """
@@ -12,7 +18,8 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -53,28 +60,58 @@ def _limit_threads(threads: int) -> None:
         os.environ.setdefault(variable, str(threads))
 
 
+WORKER_DIED = ("its worker process died without returning (killed by the OS; out of memory is the usual cause: "
+               "each run needs its own peak memory, so fewer --jobs may fit)")
+
+
 @dataclass(frozen=True)
 class LocalLauncher:
     """`jobs == 1`: runs one after another in this process. `jobs > 1`: that many worker processes (spawned, so each
-    run starts from a clean interpreter), each limited to its share of the CPU threads."""
+    run starts from a clean interpreter), each limited to its share of the CPU threads; after a worker dies, the
+    wave's unfinished runs are run again one at a time (module docstring)."""
 
     jobs: int = 1
+    log: Callable[[str], None] = print
 
     def run(self, specs: Sequence[RunSpec], job: JobFunction) -> Iterator[tuple[RunSpec, JobResult]]:
         if self.jobs <= 1:
             for spec in specs:
                 yield spec, job(spec)
             return
+        unfinished = list(specs)
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
                                  initializer=_limit_threads, initargs=(threads,)) as pool:
             futures = {pool.submit(job, spec): spec for spec in specs}
             for future in as_completed(futures):
                 spec = futures[future]
-                try:
-                    yield spec, future.result()
-                except Exception:
-                    yield spec, JobResult.failed(spec.run_id, f"worker process failed:\n{traceback.format_exc()}")
+                result = _collect(future, spec)
+                if result is None:
+                    continue
+                unfinished.remove(spec)
+                yield spec, result
+        if unfinished:
+            self.log(f"a worker process died (killed by the OS; out of memory is the usual cause): running the "
+                     f"{len(unfinished)} unfinished run(s) of this wave again, one at a time")
+            for spec in unfinished:
+                yield spec, _run_alone(spec, job)
+
+
+def _run_alone(spec: RunSpec, job: JobFunction) -> JobResult:
+    """`job(spec)` in a fresh worker process with all of the machine's threads; a failed result if it dies again."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                             initializer=_limit_threads, initargs=(os.cpu_count() or 1,)) as pool:
+        return _collect(pool.submit(job, spec), spec) or JobResult.failed(spec.run_id, WORKER_DIED)
+
+
+def _collect(future: Future, spec: RunSpec) -> JobResult | None:
+    """A worker's result: the job's own, a failed one for an exception the job raised, None when the worker died."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return None
+    except Exception:
+        return JobResult.failed(spec.run_id, f"worker process failed:\n{traceback.format_exc()}")
 
 
 @dataclass(frozen=True)
@@ -147,7 +184,7 @@ def make_launcher(name: str, jobs: int = 1, slurm: SlurmSettings | None = None,
                   log: Callable[[str], None] = print) -> Launcher:
     """`local` (N worker processes, 1 = in this process) or `slurm` (submitit; needs `slurm` settings)."""
     if name == "local":
-        return LocalLauncher(jobs)
+        return LocalLauncher(jobs, log)
     if name == "slurm":
         return SlurmLauncher(slurm or SlurmSettings(Path("results/slurm")), log)
     raise UnknownNameError("launcher", name, list(LAUNCHERS))

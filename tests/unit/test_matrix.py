@@ -1,14 +1,17 @@
 """`bench matrix`: grid expansion, dedupe and wave order; failures recorded and listed; resume; launchers."""
 
+import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bench.errors import BenchError, UnknownNameError
-from bench.runs.launchers import JobFunction, JobResult, LocalLauncher, SlurmSettings, make_launcher
+from bench.runs.launchers import WORKER_DIED, JobFunction, JobResult, LocalLauncher, SlurmSettings, make_launcher
 from bench.runs.matrix import ERROR_FILE, MATRIX_LOG, expand_grid, plan_waves, run_matrix, sft_dependency
 from bench.runs.specs import RunSpec, make_spec
 from cli import app
@@ -109,6 +112,37 @@ def test_parallel_local_launcher_runs_in_worker_processes(tmp_path: Path) -> Non
     outcome = run_matrix(specs, tmp_path, LocalLauncher(jobs=2), echo=lambda _: None)
     assert sorted(result.status for result in outcome.results) == ["done", "done"]
     assert all((tmp_path / "runs" / spec.run_id / "metrics.json").is_file() for spec in specs)
+
+
+def _kill_worker(victim: str, markers: Path | None, spec: RunSpec) -> JobResult:
+    """A job whose worker process the OS kills (SIGKILL, as the OOM killer does) when it runs `victim`: every time
+    when `markers` is None, else only the first time (a marker file remembers it)."""
+    if spec.run_id == victim:
+        marker = markers / spec.run_id if markers is not None else None
+        if marker is None or not marker.exists():
+            if marker is not None:
+                marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return JobResult(spec.run_id, "done")
+
+
+def test_a_killed_worker_costs_a_retry_not_the_wave(tmp_path: Path) -> None:
+    """Killing one worker breaks the whole pool; the launcher reruns every unfinished run alone, so both finish."""
+    specs = expand_grid(["popularity"], ["tiny"], [0, 1], ["synthetic"], "smoke", {"eval_limit": 10})
+    messages: list[str] = []
+    job = partial(_kill_worker, specs[0].run_id, tmp_path)
+    results = dict((spec.run_id, result) for spec, result in LocalLauncher(jobs=2, log=messages.append).run(specs, job))
+    assert [results[spec.run_id].status for spec in specs] == ["done", "done"]
+    assert (tmp_path / specs[0].run_id).exists()  # it did die once
+    assert len(messages) == 1 and "a worker process died" in messages[0]
+
+
+def test_a_run_whose_worker_dies_again_is_failed_with_the_cause(tmp_path: Path) -> None:
+    specs = expand_grid(["popularity"], ["tiny"], [0, 1], ["synthetic"], "smoke", {"eval_limit": 10})
+    job = partial(_kill_worker, specs[1].run_id, None)
+    results = dict((spec.run_id, result) for spec, result in LocalLauncher(jobs=2, log=lambda _: None).run(specs, job))
+    assert results[specs[0].run_id].status == "done"
+    assert results[specs[1].run_id].status == "failed" and results[specs[1].run_id].error == WORKER_DIED
 
 
 def test_slurm_settings_become_submitit_parameters() -> None:
