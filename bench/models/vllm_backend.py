@@ -24,10 +24,9 @@ Choices, each for a measured reason (docs/vllm.md):
 vLLM is imported only when an engine is built (`import_vllm`).
 """
 
-import gc
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from bench.errors import BenchError
@@ -100,37 +99,12 @@ def whole_prefill_options(max_model_len: int) -> dict[str, Any]:
     return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
 
 
-_SHARED: dict[tuple[str, str, int, bool, str], Any] = {}
-"""The shared engines of this process, by (directory, dtype, context, random init, weights fingerprint)."""
-
-
+@cache
 def shared_llm(path: str, dtype: str, max_model_len: int, random_init: bool, fingerprint: str) -> Any:
     """One `vllm.LLM` per model (directory, weights fingerprint, dtype, context) and process: an engine takes 15-150
     s to start on CPU and holds its KV-cache pool, so evaluation, serving and benchmarks reuse it. Engines whose
-    weights get synced (RL) are never shared (`VLLMEngine(shared=False)`). A run drops the ones it started when it
-    ends (`released_engines`)."""
-    key = (path, dtype, max_model_len, random_init, fingerprint)
-    if key not in _SHARED:
-        _SHARED[key] = build_llm(path, dtype, max_model_len, random_init)
-    return _SHARED[key]
-
-
-@contextmanager
-def released_engines() -> Iterator[None]:
-    """Drop the shared engines started inside the block when it ends, and collect the garbage that held any other
-    engine of it (an RL run's synced one lives in its trainer's reference cycles), so that its memory is freed.
-
-    Why: runs that follow each other in one process (`bench matrix --jobs 1`, `bench run --with-null`) would
-    otherwise keep every earlier run's engines, model copy and KV cache included; on 2026-12-04 a `redial-rl` seed
-    (SFT, then GRPO, then Rank-GRPO in one process) reached 24 GB and was killed by the OS. Engines started before
-    the block (a server's, a test module's) are kept."""
-    before = set(_SHARED)
-    try:
-        yield
-    finally:
-        for key in set(_SHARED) - before:
-            del _SHARED[key]
-        gc.collect()
+    weights get synced (RL) are never shared (`VLLMEngine(shared=False)`)."""
+    return build_llm(path, dtype, max_model_len, random_init)
 
 
 class VLLMEngine:
