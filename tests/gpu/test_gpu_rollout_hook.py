@@ -1,12 +1,13 @@
 """CUDA checks of the RL rollout hook (`algorithms.rollout_hook`): one GRPO step on the tiny-m backbone with the shared
-engine on the GPU (transformers), and through the suite's vLLM engine attached with `attach_vllm` (bf16, the policy's
-dtype; synced before the step, importance-sampling ratio logged), the same code the CPU tests run
-(tests/integration/test_vllm.py). Skipped without CUDA; the vLLM one also without vLLM."""
+engine on the GPU (transformers), and through the suite's vLLM engine attached with `attach_vllm` (decoding in bf16
+while the policy trains float32 weights; synced before the step, importance-sampling ratio logged), the same code the
+CPU tests run (tests/integration/test_vllm.py). Skipped without CUDA; the vLLM one also without vLLM."""
 
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from datasets import Dataset
 
 from algorithms.rollout_hook import ROLLOUT_SECONDS_KEY, EngineRollouts, attach_vllm
@@ -63,6 +64,7 @@ def _train_one_step(tmp_path: Path, vllm: bool) -> tuple[Any, Spy]:
 
 
 def _check(trainer: Any, spy: Spy) -> None:
+    assert {parameter.dtype for parameter in trainer.model.parameters()} == {torch.float32}  # bf16 autocast only
     output = spy.outputs[0]
     assert len(output["completion_ids"]) == 2 * G
     for ids, logps in zip(output["completion_ids"], output["logprobs"], strict=True):

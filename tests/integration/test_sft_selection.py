@@ -45,3 +45,15 @@ def test_sft_keeps_the_best_validated_checkpoint(tmp_path: Path, monkeypatch: py
     assert [line["step"] for line in log] == list(range(1, 13))
     assert all({"loss", "learning_rate", "grad_norm", "step_seconds"} <= line.keys() for line in log)
     assert log[0]["learning_rate"] == 0.0  # 5% warm-up of 12 steps: one step from 0
+
+
+def test_a_bf16_run_trains_and_saves_float32_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spec's dtype is the decoding dtype: SFT loads, trains and saves float32 weights whatever it is (on CUDA,
+    bf16 autocast over them), so a bf16 run's small steps are not rounded away (`algorithms.training.TRAIN_DTYPE`)."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(algorithms.training.CurveLogger, "validate", fixed_validation)
+    spec = make_spec("sft", "tiny", "smoke", {"eval_limit": 2, "max_new_tokens": 8}, dtype="bfloat16")
+    outcome = execute(spec, tmp_path / "results", cache_dir=tmp_path / "cache", progress=False)
+    assert json.loads((outcome.folder / "spec.json").read_text())["dtype"] == "bfloat16"
+    saved = load_file(outcome.folder / "model" / "model.safetensors")
+    assert {tensor.dtype for tensor in saved.values()} == {torch.float32}
