@@ -24,8 +24,13 @@ Choices, each for a measured reason (docs/vllm.md):
 vLLM is imported only when an engine is built (`import_vllm`).
 """
 
+import gc
+import importlib
 import os
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -56,6 +61,31 @@ def import_vllm() -> Any:
     return vllm
 
 
+LAZY_ENGINE_MODULES = ("vllm.multimodal.media",)
+"""vLLM modules an engine imports the first time one is built. One of them keeps the exception of an optional import
+that failed (vLLM 0.32 `vllm.multimodal.media.audio._torchcodec_import_exc`, when torchcodec is absent, as in this
+suite's install), and its traceback's frames pin, through `f_back`, every caller frame of that first import: the
+first engine's `VLLMEngine`, its `vllm.LLM` and the run that built it were never freed (measured 2026-12-04 with
+benchmarks/rollout_profile/vllm_engine_memory.py)."""
+
+
+@cache
+def import_engine_modules() -> None:
+    """Import `LAZY_ENGINE_MODULES` once, on a short-lived thread, whose frames hold nothing of the caller's: a
+    traceback vLLM keeps from them then pins only that thread's finished frames."""
+
+    def load() -> None:
+        for name in LAZY_ENGINE_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # another vLLM layout: its engine imports what it needs itself
+                pass
+
+    loader = threading.Thread(target=load, name="vllm-imports")
+    loader.start()
+    loader.join()
+
+
 def _set_engine_environment() -> None:
     """vLLM's settings for an engine in this process (module docstring); read by vLLM when the engine starts."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -78,14 +108,15 @@ def build_llm(path: str, dtype: str, max_model_len: int, random_init: bool = Fal
     """
     vllm = import_vllm()
     _set_engine_environment()
+    import_engine_modules()
     options: dict[str, Any] = {"load_format": "dummy"} if random_init else {}
     from vllm.platforms import current_platform
 
     if current_platform.is_cpu():
         options |= whole_prefill_options(max_model_len)
-    return vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=0, max_model_len=max_model_len,
-                    gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs",
-                    enforce_eager=os.environ.get("BENCH_VLLM_EAGER", "0") == "1", **options)
+    return _registered(vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=0, max_model_len=max_model_len,
+                                gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs",
+                                enforce_eager=os.environ.get("BENCH_VLLM_EAGER", "0") == "1", **options))
 
 
 def whole_prefill_options(max_model_len: int) -> dict[str, Any]:
@@ -99,12 +130,65 @@ def whole_prefill_options(max_model_len: int) -> dict[str, Any]:
     return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
 
 
-@cache
+_SHARED: dict[tuple[str, str, int, bool, str], Any] = {}
+"""The shared engines of this process, by (directory, dtype, context, random init, weights fingerprint)."""
+_LIVE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+"""Every engine built in this process and not yet collected, shared or not."""
+_HELD: list[list[Any]] = []
+"""The engines built inside each open `released_engines` block, innermost last."""
+_KEPT: list[Any] = []
+"""Engines that must never be shut down: built in a block that ended while an older engine was alive."""
+
+
+def _registered(llm: Any) -> Any:
+    """Record a new engine: in `_LIVE`, and held by the innermost open `released_engines` block."""
+    _LIVE.add(llm)
+    if _HELD:
+        _HELD[-1].append(llm)
+    return llm
+
+
 def shared_llm(path: str, dtype: str, max_model_len: int, random_init: bool, fingerprint: str) -> Any:
     """One `vllm.LLM` per model (directory, weights fingerprint, dtype, context) and process: an engine takes 15-150
     s to start on CPU and holds its KV-cache pool, so evaluation, serving and benchmarks reuse it. Engines whose
-    weights get synced (RL) are never shared (`VLLMEngine(shared=False)`)."""
-    return build_llm(path, dtype, max_model_len, random_init)
+    weights get synced (RL) are never shared (`VLLMEngine(shared=False)`). A run drops the ones it started when it
+    ends (`released_engines`)."""
+    key = (path, dtype, max_model_len, random_init, fingerprint)
+    if key not in _SHARED:
+        _SHARED[key] = build_llm(path, dtype, max_model_len, random_init)
+    return _SHARED[key]
+
+
+@contextmanager
+def released_engines() -> Iterator[None]:
+    """Shut down the engines started inside the block when it ends, unless an engine started before it is still
+    alive; until then hold them, so that none is collected mid-block.
+
+    Why release: runs that follow each other in one process (`bench matrix --jobs 1`) otherwise keep every earlier
+    run's engines, each with its model copy and KV cache; on 2026-12-04 a `redial-rl` seed run that way reached
+    24.4 GB and was killed (results/redial_smollm2/table/matrix-times.log). Why the condition and the hold: shutting
+    down any in-process engine tears down vLLM's process-wide parallel state (vLLM 0.32 `EngineCore.shutdown` ->
+    `cleanup_dist_env_and_memory`, run by the client's finalizer when the engine is collected), after which every
+    other live engine fails ("pipeline model parallel group is not initialized"). So engines are shut down only when
+    none from before the block remains (a server's or a test module's engine keeps the block's engines for the life
+    of the process), and all together, after the block's work; one still referenced from outside the block then is
+    kept for the life of the process, since its later collection would tear the state down under the next run's."""
+    older = [weakref.ref(llm) for llm in _LIVE]
+    held: list[Any] = []
+    _HELD.append(held)
+    try:
+        yield
+    finally:
+        _HELD.pop()
+        if any(ref() is not None for ref in older):
+            _KEPT.extend(held)
+        else:
+            for key in [key for key, llm in _SHARED.items() if any(llm is mine for mine in held)]:
+                del _SHARED[key]
+            mine = [weakref.ref(llm) for llm in held]
+            held.clear()
+            gc.collect()
+            _KEPT.extend(llm for ref in mine if (llm := ref()) is not None)  # still referenced: it must never die
 
 
 class VLLMEngine:

@@ -23,6 +23,7 @@ from bench.data.datasets import load_dataset
 from bench.errors import BenchError
 from bench.evaluation.evaluator import PROTOCOLS, evaluate
 from bench.evaluation.parsing import parse_lines
+from bench.models.vllm_backend import released_engines
 from bench.runs.context import RunContext, prompt_id
 from bench.runs.folders import RunFolder, atomic_write_json, atomic_write_jsonl, read_json, runs_dir
 from bench.runs.methods import get_method
@@ -133,7 +134,8 @@ def _build(spec: RunSpec, folder: RunFolder, results_dir: Path, force: bool, cac
     examples = context.eval_examples()
     log(f"run {spec.run_id}: {info.name} on {spec.model}, {len(examples)} {spec.split} examples")
     start = time.perf_counter()
-    output = predict(context)
+    with released_engines():
+        output = predict(context)
     predict_seconds = time.perf_counter() - start
     results = {protocol: evaluate(examples, output.predictions, dataset.catalog, protocol) for protocol in PROTOCOLS}
     main = results[spec.protocol]

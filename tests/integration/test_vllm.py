@@ -7,7 +7,8 @@
   and equal the trained policy's, its log-probs match the policy's forward pass, and TRL logged its
   importance-sampling ratio from the hook's log-probs (about 1 in float32);
 - a `--backend vllm` zero-shot run records its dtype in spec.json and caches under vLLM's producer;
-- `bench serve --backend vllm` answers an OpenAI client with vLLM's greedy text.
+- `bench serve --backend vllm` answers an OpenAI client with vLLM's greedy text;
+- runs that follow each other in a fresh process leave no engine alive (`released_engines`), the first one included.
 
 One engine per backbone for the module, eager (`BENCH_VLLM_EAGER=1`: no torch.compile, 8-35 s to start here).
 Skipped where vLLM is not installed, except under CI (`CI` set), where `.ci/run` installs it and a missing vLLM
@@ -203,3 +204,17 @@ def test_serve_answers_an_openai_client_through_vllm(smol: Backbone, smol_vllm: 
         reply = OpenAI(base_url=handle.url, api_key="local").chat.completions.create(
             model="smollm2-135m", messages=chat, max_tokens=16, temperature=0)  # type: ignore[arg-type]
     assert reply.choices[0].message.content == smol_vllm.generate([chat], SamplingSettings(max_new_tokens=16), 0)[0][0]
+
+
+def test_runs_in_a_fresh_process_leave_no_engine_alive(tmp_path: Path) -> None:
+    """In a child process (vllm_release_child.py): its first engine, whose start imports vLLM's lazy modules, is
+    freed with the second; before those imports moved to a thread of their own it stayed pinned, with its model
+    and KV cache (benchmarks/rollout_profile/vllm_engine_memory.py: 3 engines 3.77 GiB kept, 0.71 GiB released)."""
+    import subprocess
+    import sys
+
+    child = Path(__file__).with_name("vllm_release_child.py")
+    result = subprocess.run([sys.executable, str(child), str(tmp_path)], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"live": 0, "shared": 0}
