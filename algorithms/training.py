@@ -75,8 +75,9 @@ bf16 under autocast (`device_arguments`: `bf16=True`) over these float32 master 
 bf16 keep 8 significant bits, so an AdamW step of about the learning rate rounds away on most of them: 98% of
 SmolLM2-135M's weights at redial-rl's RL lr 1e-5 and 99.6% at the paper's 1e-6
 (results/gpu/h200-2026-12-04/matrix/bf16_rounding.py); the testbed trained that way on an H200 lost 0.080 NDCG@20
-after SFT and 0.102 after Rank-GRPO against float32 (compare_cpu.py beside it). The spec's `dtype` is the decoding
-dtype only."""
+after SFT and 0.102 after Rank-GRPO against float32 (compare_cpu.py beside it), and its SFT emulated on the CPU lost
+0.060 on 6 of 6 seeds with bf16 weights but not with float32 weights under bf16 autocast (compare_precision.py).
+The spec's `dtype` is the decoding dtype only."""
 
 
 def rl_model_init_kwargs() -> dict[str, Any]:

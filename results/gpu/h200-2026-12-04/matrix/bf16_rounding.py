@@ -33,12 +33,14 @@ def main() -> None:
     backbones = {"tiny (synthetic:testbed)": load_backbone("tiny", corpus=load_dataset("synthetic:testbed").corpus(),
                                                            seed=0, dtype="float32"),
                  "smollm2-135m": load_backbone("smollm2-135m", dtype="float32")}
-    print(f"{'backbone':<26} {'preset':<11} {'stage':<4} {'lr':>8} {'share of weights a step of +lr leaves unchanged':>10}")
+    header = "share of weights a step of +lr leaves unchanged"
+    print(f"{'backbone':<26} {'preset':<11} {'stage':<4} {'lr':>8} {header:>10}")
     for name, backbone in backbones.items():
         for preset_name in PRESETS:
             preset = get_preset(preset_name)
             for stage, lr in (("SFT", preset.sft_lr), ("RL", preset.rl_lr)):
-                print(f"{name:<26} {preset_name:<11} {stage:<4} {lr:>8.0e} {unchanged_share(backbone.model, lr):>10.4f}")
+                share = unchanged_share(backbone.model, lr)
+                print(f"{name:<26} {preset_name:<11} {stage:<4} {lr:>8.0e} {share:>10.4f}")
 
 
 if __name__ == "__main__":
