@@ -30,7 +30,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from typing import Any
 
@@ -76,10 +76,8 @@ def import_engine_modules() -> None:
 
     def load() -> None:
         for name in LAZY_ENGINE_MODULES:
-            try:
+            with suppress(ImportError):  # another vLLM layout: its engine imports what it needs itself
                 importlib.import_module(name)
-            except ImportError:  # another vLLM layout: its engine imports what it needs itself
-                pass
 
     loader = threading.Thread(target=load, name="vllm-imports")
     loader.start()
