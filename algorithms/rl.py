@@ -39,6 +39,7 @@ from bench.data.records import Example
 from bench.errors import BenchError
 from bench.evaluation.evaluator import rank_hits
 from bench.evaluation.metrics import N_RANKS, dcg_at_k, ideal_dcg
+from bench.models.backbones import fingerprint_dir
 from bench.runs.context import MethodOutput, RunContext, prompt_id
 from bench.runs.presets import transformers_scheduler
 
@@ -250,5 +251,6 @@ def predict(ctx: RunContext) -> MethodOutput:
     model_dir = train_rl(ctx, sft_dir)
     trained = ctx.load_backbone(str(model_dir))
     ctx.stage_evaluation()
-    facts = {"sft_model": str(sft_dir), "rl_steps": ctx.spec.settings.rl_steps, "optimizer": ctx.spec.settings.optim}
+    facts = {"sft_model": str(sft_dir), "sft_model_digest": fingerprint_dir(sft_dir, whole_files=True),
+             "rl_steps": ctx.spec.settings.rl_steps, "optimizer": ctx.spec.settings.optim}
     return MethodOutput(ctx.generate(trained, ctx.eval_examples()), facts)

@@ -26,6 +26,7 @@ from bench.data.datasets import load_dataset
 from bench.data.prompts import N_RECOMMENDATIONS
 from bench.data.records import Example
 from bench.evaluation.parsing import format_item
+from bench.models.backbones import fingerprint_dir
 from bench.runs.context import MethodOutput, RunContext
 from bench.runs.folders import RunFolder, runs_dir
 
@@ -145,7 +146,8 @@ def train_sft(ctx: RunContext) -> tuple[Path, dict[str, Any]]:
     facts["selected_step"] = load_best_checkpoint(trainer)
     merge_adapters(trainer)
     save_final_model(trainer, model_dir)
-    facts.update(train_steps=trainer.state.global_step, optimizer=settings.optim)
+    facts.update(train_steps=trainer.state.global_step, optimizer=settings.optim,
+                 model_digest=fingerprint_dir(model_dir, whole_files=True))
     return model_dir, facts
 
 

@@ -149,17 +149,20 @@ def weights_status(spec: BackboneSpec, cache_dir: Path | None = None) -> tuple[s
     return f"Hugging Face {spec.hf_id}", "present"
 
 
-def fingerprint_dir(path: Path) -> str:
+def fingerprint_dir(path: Path, whole_files: bool = False) -> str:
     """A stable hash of a model directory's files: full content for small files (configs, tokenizer, tiny
     weights), and name, size and first/last MiB for large weight files (fast on multi-GB checkpoints, and stable
-    under copying, unlike mtimes)."""
+    under copying, unlike mtimes). `whole_files` hashes every byte of every file: the identity of trained weights
+    (an SFT run's model and each RL run's start, in their summaries), where two trainings may differ only in
+    rounding and the edges alone could miss it."""
     digest = hashlib.sha256()
     for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
         size = file.stat().st_size
         digest.update(f"{file.name}\x00{size}\x00".encode())
         with file.open("rb") as handle:
-            if size <= _HASH_WHOLE_FILE_BELOW:
-                digest.update(handle.read())
+            if whole_files or size <= _HASH_WHOLE_FILE_BELOW:
+                for block in iter(lambda: handle.read(_HASH_WHOLE_FILE_BELOW), b""):
+                    digest.update(block)
             else:
                 digest.update(handle.read(_HASH_EDGE_BYTES))
                 handle.seek(size - _HASH_EDGE_BYTES)

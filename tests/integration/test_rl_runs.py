@@ -32,6 +32,7 @@ from algorithms.rank_grpo import rank_advantages
 from bench.data.datasets import load_dataset
 from bench.errors import BenchError
 from bench.evaluation.parsing import split_lines
+from bench.models.backbones import fingerprint_dir
 from bench.runs.context import RunContext
 from bench.runs.folders import RunFolder
 from bench.runs.specs import make_spec
@@ -104,6 +105,9 @@ def _assert_complete_and_trained(results: Path, algo: str) -> None:
     assert sft.keys() == trained.keys()
     unchanged = [name for name in sft if torch.equal(sft[name], trained[name])]
     assert not unchanged, f"{algo} left these SFT parameters unchanged: {unchanged}"
+    sft_digest = json.loads((_folder(results, "sft") / "summary.json").read_text())["artifacts"]["model_digest"]
+    assert json.loads((folder / "summary.json").read_text())["artifacts"]["sft_model_digest"] == sft_digest
+    assert sft_digest == fingerprint_dir(_folder(results, "sft") / "model", whole_files=True)
     _assert_watch_files(folder, algo)
 
 

@@ -167,6 +167,18 @@ def test_fingerprint_follows_content(tmp_path: Path) -> None:
     assert fingerprint_dir(tmp_path) != first
 
 
+def test_whole_file_fingerprint_sees_a_change_the_edges_miss(tmp_path: Path) -> None:
+    """A 9 MiB weight file changed only in its middle byte: the fast fingerprint (first and last MiB) is blind to
+    it, the whole-file one (trained weights' identity) is not."""
+    weights = bytearray(9 << 20)
+    (tmp_path / "model.safetensors").write_bytes(bytes(weights))
+    fast, whole = fingerprint_dir(tmp_path), fingerprint_dir(tmp_path, whole_files=True)
+    weights[len(weights) // 2] = 1
+    (tmp_path / "model.safetensors").write_bytes(bytes(weights))
+    assert fingerprint_dir(tmp_path) == fast
+    assert fingerprint_dir(tmp_path, whole_files=True) != whole
+
+
 def test_importing_the_modules_is_cheap() -> None:
     code = (
         "import sys, bench.models.backbones, bench.models.rollouts, bench.models.rollout_cache, bench.models.vllm_backend, bench.models.tiny;"
