@@ -55,6 +55,8 @@ class Backbone:
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _HASH_WHOLE_FILE_BELOW = 8 << 20
 _HASH_EDGE_BYTES = 1 << 20
+_HASH_READ_BYTES = 8 << 20
+"""Whole files are hashed in reads of this size, so a multi-GB checkpoint never sits in memory at once."""
 
 
 def default_cache_dir() -> Path:
@@ -161,7 +163,7 @@ def fingerprint_dir(path: Path, whole_files: bool = False) -> str:
         digest.update(f"{file.name}\x00{size}\x00".encode())
         with file.open("rb") as handle:
             if whole_files or size <= _HASH_WHOLE_FILE_BELOW:
-                for block in iter(lambda: handle.read(_HASH_WHOLE_FILE_BELOW), b""):
+                for block in iter(lambda: handle.read(_HASH_READ_BYTES), b""):
                     digest.update(block)
             else:
                 digest.update(handle.read(_HASH_EDGE_BYTES))

