@@ -228,25 +228,34 @@ class UnitPower:
     sd: float
     """Standard deviation between units: of the paired differences, or the pooled one of the two samples."""
     n: int
-    """Units per method (pairs when paired)."""
+    """Units of the first method (pairs when paired)."""
     paired: bool
+    n_b: int | None = None
+    """Units of the second method when unpaired and not `n` (a seed missing on one side); None: `n`."""
+
+    def sizes(self, n: int | None = None) -> tuple[int, int]:
+        """Units of each method: those run, or `n` per method for a planned count."""
+        if n is not None:
+            return n, n
+        return self.n, self.n if self.n_b is None else self.n_b
 
     def standard_error(self, n: int | None = None) -> float:
-        units = self.n if n is None else n
-        return self.sd / np.sqrt(units) if self.paired else self.sd * np.sqrt(2.0 / units)
+        """SE of the mean difference: sd / sqrt(n) paired, sd x sqrt(1/n_a + 1/n_b) unpaired (pooled two-sample)."""
+        n_a, n_b = self.sizes(n)
+        return self.sd / np.sqrt(n_a) if self.paired else self.sd * np.sqrt(1.0 / n_a + 1.0 / n_b)
 
     def degrees_of_freedom(self, n: int | None = None) -> int:
-        units = self.n if n is None else n
-        return units - 1 if self.paired else 2 * units - 2
+        n_a, n_b = self.sizes(n)
+        return n_a - 1 if self.paired else n_a + n_b - 2
 
     def mdd(self, alpha: float = 0.05, power: float = 0.8, n: int | None = None) -> float | None:
-        """The minimum detectable difference at `n` units (default: those run); None where the floor of the
-        exact test (`p_floor`) is above alpha or there are too few units for a spread."""
-        units = self.n if n is None else n
-        if units < 2 or p_floor(units, units, self.paired, 10**12) > alpha:
+        """The minimum detectable difference at `n` units per method (default: those run, unequal sizes included);
+        None where the floor of the exact test at those sizes (`p_floor`) is above alpha or a method has too few
+        units for a spread."""
+        n_a, n_b = self.sizes(n)
+        if min(n_a, n_b) < 2 or p_floor(n_a, n_b, self.paired, 10**12) > alpha:
             return None
-        return minimum_detectable_difference(self.standard_error(units), self.degrees_of_freedom(units), alpha,
-                                             power)
+        return minimum_detectable_difference(self.standard_error(n), self.degrees_of_freedom(n), alpha, power)
 
     def units_needed(self, difference: float, alpha: float = 0.05, power: float = 0.8,
                      most: int = 100_000) -> int | None:
@@ -276,14 +285,16 @@ def fewest_units(level: float, paired: bool) -> int:
 
 
 def unit_power(a: np.ndarray, b: np.ndarray, paired: bool) -> UnitPower:
-    """The between-unit spread of the test of b against a: sd of b - a when paired, else the pooled sd."""
+    """The between-unit spread of the test of b against a: sd of b - a when paired, else the pooled sd of the
+    two-sample t-test (each variance weighted by its degrees of freedom), with each method's own count."""
     first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if paired:
         differences = second - first
         sd = float(differences.std(ddof=1)) if differences.size > 1 else 0.0
         return UnitPower(sd, int(differences.size), True)
-    variances = [sample.var(ddof=1) if sample.size > 1 else 0.0 for sample in (first, second)]
-    return UnitPower(float(np.sqrt(np.mean(variances))), int(min(first.size, second.size)), False)
+    df = first.size + second.size - 2
+    squares = sum(float(((sample - sample.mean()) ** 2).sum()) for sample in (first, second))
+    return UnitPower(float(np.sqrt(squares / df)) if df > 0 else 0.0, int(first.size), False, int(second.size))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

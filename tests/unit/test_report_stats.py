@@ -135,6 +135,21 @@ def test_probability_of_improvement_and_detectable_difference() -> None:
     assert unit_power(np.array([0.1, 0.2, 0.3]), np.array([0.2, 0.2, 0.5]), paired=True).sd == pytest.approx(0.1)
 
 
+def test_unpaired_power_uses_each_methods_own_seed_count() -> None:
+    """3 seeds against 7 (a method with seeds missing): the exact test's floor is 1 / C(10, 3) = 1/120, below 0.05,
+    so a difference is detectable; the MDD comes from both counts, not from 3 + 3 (whose floor 0.1 detects none)."""
+    three, seven = np.array([0.1, 0.2, 0.3]), np.array([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    power = unit_power(three, seven, paired=False)
+    # Pooled: sums of squares 0.02 + 0.28 over df 3 + 7 - 2 = 8: sd sqrt(0.0375) = 0.193649.
+    assert power.sd == pytest.approx(0.193649, rel=1e-5)
+    assert power.sizes() == (3, 7)
+    # SE 0.193649 x sqrt(1/3 + 1/7) = 0.133631; (t(8, 0.975) 2.306004 + t(8, 0.8) 0.888890) x SE = 0.426936.
+    assert power.mdd() == pytest.approx(0.426936, rel=1e-5)
+    # Planned counts stay n + n: 3 + 3 cannot reach 0.05 (floor 2 / C(6, 3) = 0.1), nor can 2 + 3 (1 / C(5, 2)).
+    assert power.mdd(n=3) is None
+    assert unit_power(three[:2], seven[:3], paired=False).mdd() is None
+
+
 def _exact_sign_flip_p(differences: np.ndarray) -> np.ndarray:
     """Exact two-sided sign-flip p of each row of `differences` (rows, n): the share of the 2^n sign patterns whose
     mean is at least as far from 0 as the observed one."""
