@@ -54,11 +54,14 @@ from bench.report.tables import (
     compute_table,
     drift_table,
     hit_gain_table,
+    interval_text,
     lead_table,
     power_table,
+    signed_text,
     steps_table,
 )
 from bench.runs.folders import atomic_write_text
+from bench.runs.specs import ALGORITHMS
 
 TITLE = "bench report"
 CURVE_METRICS = ("ndcg@20", "recall@20")
@@ -110,6 +113,39 @@ def _verdict(analysis: TableAnalysis) -> str:
              f"{analysis.options.alpha}" + (f": {', '.join(significant)}." if significant else "."))
     return found + (f" {blind} of {m} cannot reach alpha with these runs at all (smallest possible p above "
                     f"alpha): not significant there means too few seeds, not no effect." if blind else "")
+
+
+def against_model_free(analysis: TableAnalysis) -> str | None:
+    """Where the language-model methods stand against the strongest method without one (popularity, EASE, random),
+    by mean on the primary metric: a recommender that an LLM does not beat is the first thing a reader must know
+    (issue 27: "where the model stays below popularity, say so in the lead"). None when either side is absent."""
+    primary = analysis.options.primary
+    kinds: dict[bool, list[str]] = {True: [], False: []}
+    for name, method in analysis.methods.items():
+        info = ALGORITHMS.get(method.runs[0].spec.algo)
+        if info is not None:
+            kinds[info.needs_model].append(name)
+    if not kinds[True] or not kinds[False]:
+        return None
+
+    def mean(name: str) -> float:
+        return analysis.cells[(name, primary)].mean
+
+    best, strongest = max(kinds[True], key=mean), max(kinds[False], key=mean)
+    best_text, strongest_text = (f"{name}, {interval_text(analysis.cells[(name, primary)])}"
+                                 for name in (best, strongest))
+    if mean(best) < mean(strongest):
+        found = (f"Every language-model method stays below the strongest method without one by its mean {primary}: "
+                 f"the best, {best_text}, against {strongest_text}")
+    else:
+        found = (f"The best language-model method, {best_text}, is at or above the strongest method without one, "
+                 f"{strongest_text}, by its mean {primary}")
+    comparison = analysis.versus(best, strongest)
+    if comparison is None:
+        return found + " (their difference is not among this table's comparisons: --reference or --baseline adds it)."
+    status = ("significant after Holm" if comparison.significant else "not significant after Holm"
+              if comparison.in_family else "outside the tested family: a CI, no test")
+    return found + f" (Δ {signed_text(comparison.diff)}, {status})."
 
 
 def _legend(analysis: TableAnalysis) -> list[str]:
@@ -249,7 +285,9 @@ def _group_section(group: Group, out: Path, options: ReportOptions) -> tuple[lis
                "main.csv": all_metrics_csv(analysis).to_csv(),
                "main.tex": wide.to_latex(), "lead.tex": lead.to_latex(),
                "comparisons.csv": comparisons_table(analysis).to_csv()}
-    lead_blocks: list[Block] = [_verdict(analysis), lead, *_legend(analysis), *analysis.notes]
+    standing = against_model_free(analysis)
+    lead_blocks: list[Block] = [_verdict(analysis) + ("" if standing is None else f" {standing}"), lead,
+                                *_legend(analysis), *analysis.notes]
     if forest_plot(analysis, folder / "forest.png"):
         lead_blocks.append(Figure(folder / "forest.png",
                                   f"Difference in test {analysis.options.primary} of each method to the reference "
