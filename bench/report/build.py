@@ -180,7 +180,8 @@ def _power_text(analysis: TableAnalysis) -> str:
             f"1/n_b)), and \"units for the observed Δ\" is the fewest seeds per method at which this MDD reaches the "
             f"observed difference, at this spread. A permutation test over n seeds cannot give p below its floor "
             f"(2/2^n paired, 2/C(2n, n) for n + n unpaired, 1/C(n_a + n_b, n_a) for unequal counts): when the floor "
-            f"exceeds alpha no difference is detectable, and \"not significant\" means too few seeds, not no effect. Reaching alpha {alpha} needs {fewest_units(alpha, True)} paired seeds or "
+            f"exceeds alpha no difference is detectable, and \"not significant\" means too few seeds, not no effect. "
+            f"Reaching alpha {alpha} needs {fewest_units(alpha, True)} paired seeds or "
             f"{fewest_units(alpha, False)} + {fewest_units(alpha, False)} unpaired; the smallest p of a Holm "
             f"family of {m} must be below alpha/{m} = {alpha / m:.4f}: {fewest_units(alpha / m, True)} paired seeds "
             f"or {fewest_units(alpha / m, False)} + {fewest_units(alpha / m, False)} unpaired.")
