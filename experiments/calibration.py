@@ -29,7 +29,7 @@ training split, the drift is measured on the monitor validation subset (`algorit
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,23 @@ class TemperatureRow:
     """Share of groups whose G rewards all tie (no GRPO signal)."""
     rank_tied_share: float
     """Share of groups whose G hits tie at every rank (no Rank-GRPO signal)."""
+    groups: int
+    """Groups probed (prompts x seeds): what the shares are fractions of."""
 
     @property
     def best_of_g_gain(self) -> float:
         return self.best_of_g_ndcg - self.greedy_ndcg
+
+    @property
+    def tied_interval(self) -> tuple[float, float]:
+        """95% Wilson interval of the tied share over the probed groups (scipy's `binomtest`): 32 prompts leave
+        about +-17 points, so a share near `MAX_TIED` is not a verdict either way."""
+        from scipy.stats import binomtest
+
+        if self.groups == 0:
+            return 0.0, 1.0
+        interval = binomtest(round(self.tied_share * self.groups), self.groups).proportion_ci(method="wilson")
+        return float(interval.low), float(interval.high)
 
 
 def probe_temperatures(backbone: Any, dataset: Dataset, spec: RunSpec, temperatures: Sequence[float],
@@ -105,17 +118,19 @@ def probe_temperatures(backbone: Any, dataset: Dataset, spec: RunSpec, temperatu
         rows.append(TemperatureRow(
             temperature, _mean([_mean(group) for group in scores]), _mean([max(group) for group in scores]),
             greedy_ndcg, _mean([float(len(set(group)) == 1) for group in scores]),
-            _mean([float(len(set(group)) == 1) for group in hits])))
+            _mean([float(len(set(group)) == 1) for group in hits]), len(examples)))
     return rows
 
 
 def average_rows(per_seed: Sequence[Sequence[TemperatureRow]]) -> list[TemperatureRow]:
-    """Rows of several SFT starts (seeds) averaged temperature by temperature."""
+    """Rows of several SFT starts (seeds) averaged temperature by temperature; every seed probes the same number of
+    prompts, so the averaged shares are shares of all their groups together."""
     averaged = []
     for rows in zip(*per_seed, strict=True):
         averaged.append(TemperatureRow(rows[0].temperature, *(
             _mean([getattr(row, name) for row in rows])
-            for name in ("sampled_ndcg", "best_of_g_ndcg", "greedy_ndcg", "tied_share", "rank_tied_share"))))
+            for name in ("sampled_ndcg", "best_of_g_ndcg", "greedy_ndcg", "tied_share", "rank_tied_share")),
+            sum(row.groups for row in rows)))
     return averaged
 
 
@@ -256,11 +271,9 @@ class Calibration:
     learning_rate_by_gain: float | None
 
     def to_json(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {"rules": {"max_tied": MAX_TIED, "drift_tolerance": DRIFT_TOLERANCE, "text": __doc__},
-                "temperatures": [asdict(row) for row in self.temperatures],
-                "per_seed": {str(seed): [asdict(row) for row in rows] for seed, rows in self.per_seed.items()},
+                "temperatures": [_row_json(row) for row in self.temperatures],
+                "per_seed": {str(seed): [_row_json(row) for row in rows] for seed, rows in self.per_seed.items()},
                 "temperature": self.temperature,
                 "null_drift": [{"method": row.method, "lr": row.lr, "drifts": list(row.drifts), "mean": row.mean,
                                 "bound": row.bound if math.isfinite(row.bound) else None} for row in self.drifts],
@@ -309,11 +322,13 @@ def report_lines(calibration: Calibration) -> list[str]:
     """`bench calibrate`'s printout: both tables and what each rule picks."""
     lines = [f"temperature rule: at most {MAX_TIED:.0%} tied groups (GRPO and per rank), best of G above greedy; "
              "the largest best-of-G gain wins",
-             f"{'T':>5} {'sampled':>8} {'best-of-G':>9} {'greedy':>7} {'gain':>7} {'tied':>6} {'rank-tied':>9}"]
+             f"{'T':>5} {'sampled':>8} {'best-of-G':>9} {'greedy':>7} {'gain':>7} {'tied':>6} {'95% CI':>13} "
+             f"{'rank-tied':>9} {'groups':>6}"]
     for row in calibration.temperatures:
+        low, high = row.tied_interval
         lines.append(f"{row.temperature:>5.2f} {row.sampled_ndcg:>8.3f} {row.best_of_g_ndcg:>9.3f} "
                      f"{row.greedy_ndcg:>7.3f} {row.best_of_g_gain:>+7.3f} {row.tied_share:>6.1%} "
-                     f"{row.rank_tied_share:>9.1%}")
+                     f"{f'[{low:.0%}, {high:.0%}]':>13} {row.rank_tied_share:>9.1%} {row.groups:>6}")
     lines.append(f"chosen temperature: {calibration.temperature} (mean over {len(calibration.per_seed)} SFT starts)")
     lines.append(f"learning-rate rule: the largest rate whose null controls (at the settings given, temperature "
                  f"{calibration.rl_temperature:g}) drift within ±{DRIFT_TOLERANCE} of their start with 95% "
@@ -341,6 +356,11 @@ def report_lines(calibration: Calibration) -> list[str]:
         lines.append("  no complete real-reward RL runs with these settings yet")
     lines.append(f"chosen learning rate by gain: {calibration.learning_rate_by_gain}")
     return lines
+
+
+def _row_json(row: TemperatureRow) -> dict[str, Any]:
+    low, high = row.tied_interval
+    return {**asdict(row), "tied_ci95": [low, high]}
 
 
 def _mean(values: Sequence[float]) -> float:
