@@ -61,6 +61,9 @@ class TemperatureRow:
     """Share of groups whose G rewards all tie (no GRPO signal)."""
     rank_tied_share: float
     """Share of groups whose G hits tie at every rank (no Rank-GRPO signal)."""
+    no_hit_share: float
+    """Share of groups in which no completion names a ground-truth item (every reward 0): ties that more samples
+    of a policy that never hits cannot break."""
     groups: int
     """Groups probed (prompts x seeds): what the shares are fractions of."""
 
@@ -118,7 +121,8 @@ def probe_temperatures(backbone: Any, dataset: Dataset, spec: RunSpec, temperatu
         rows.append(TemperatureRow(
             temperature, _mean([_mean(group) for group in scores]), _mean([max(group) for group in scores]),
             greedy_ndcg, _mean([float(len(set(group)) == 1) for group in scores]),
-            _mean([float(len(set(group)) == 1) for group in hits]), len(examples)))
+            _mean([float(len(set(group)) == 1) for group in hits]),
+            _mean([float(max(group) == 0.0) for group in scores]), len(examples)))
     return rows
 
 
@@ -129,7 +133,8 @@ def average_rows(per_seed: Sequence[Sequence[TemperatureRow]]) -> list[Temperatu
     for rows in zip(*per_seed, strict=True):
         averaged.append(TemperatureRow(rows[0].temperature, *(
             _mean([getattr(row, name) for row in rows])
-            for name in ("sampled_ndcg", "best_of_g_ndcg", "greedy_ndcg", "tied_share", "rank_tied_share")),
+            for name in ("sampled_ndcg", "best_of_g_ndcg", "greedy_ndcg", "tied_share", "rank_tied_share",
+                         "no_hit_share")),
             sum(row.groups for row in rows)))
     return averaged
 
@@ -323,12 +328,13 @@ def report_lines(calibration: Calibration) -> list[str]:
     lines = [f"temperature rule: at most {MAX_TIED:.0%} tied groups (GRPO and per rank), best of G above greedy; "
              "the largest best-of-G gain wins",
              f"{'T':>5} {'sampled':>8} {'best-of-G':>9} {'greedy':>7} {'gain':>7} {'tied':>6} {'95% CI':>13} "
-             f"{'rank-tied':>9} {'groups':>6}"]
+             f"{'rank-tied':>9} {'no hit':>6} {'groups':>6}"]
     for row in calibration.temperatures:
         low, high = row.tied_interval
         lines.append(f"{row.temperature:>5.2f} {row.sampled_ndcg:>8.3f} {row.best_of_g_ndcg:>9.3f} "
                      f"{row.greedy_ndcg:>7.3f} {row.best_of_g_gain:>+7.3f} {row.tied_share:>6.1%} "
-                     f"{f'[{low:.0%}, {high:.0%}]':>13} {row.rank_tied_share:>9.1%} {row.groups:>6}")
+                     f"{f'[{low:.0%}, {high:.0%}]':>13} {row.rank_tied_share:>9.1%} {row.no_hit_share:>6.1%} "
+                     f"{row.groups:>6}")
     lines.append(f"chosen temperature: {calibration.temperature} (mean over {len(calibration.per_seed)} SFT starts)")
     lines.append(f"learning-rate rule: the largest rate whose null controls (at the settings given, temperature "
                  f"{calibration.rl_temperature:g}) drift within ±{DRIFT_TOLERANCE} of their start with 95% "

@@ -204,7 +204,7 @@ def test_null_control_logs_real_scores_and_feeds_calibration(results: Path):
     written = json.loads((results / "calibration" / "redial-tiny-smoke.json").read_text())
     assert [row["temperature"] for row in written["temperatures"]] == [0.5, 1.0]
     assert all(row["groups"] == 2 and row["tied_ci95"][0] <= row["tied_share"] <= row["tied_ci95"][1]
-               for row in written["temperatures"])
+               and row["no_hit_share"] <= row["tied_share"] for row in written["temperatures"])
     assert written["null_drift"][0]["method"] == "grpo"
     assert (written["learning_rate"], written["learning_rate_qualified"]) == (1e-4, False)  # one seed: no bound
 

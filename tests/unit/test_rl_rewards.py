@@ -92,10 +92,10 @@ def test_seeds_take_lists_and_ranges() -> None:
 
 
 def test_temperature_rule_needs_signal_and_a_better_best_of_g() -> None:
-    rows = [TemperatureRow(0.3, 0.40, 0.44, 0.42, 0.60, 0.60, 32),   # too many ties
-            TemperatureRow(0.7, 0.30, 0.55, 0.42, 0.10, 0.05, 32),   # gain 0.13
-            TemperatureRow(0.8, 0.27, 0.56, 0.42, 0.05, 0.02, 32),   # gain 0.14: the rule's choice
-            TemperatureRow(1.0, 0.20, 0.40, 0.42, 0.02, 0.00, 32)]   # best of G below greedy
+    rows = [TemperatureRow(0.3, 0.40, 0.44, 0.42, 0.60, 0.60, 0.0, 32),   # too many ties
+            TemperatureRow(0.7, 0.30, 0.55, 0.42, 0.10, 0.05, 0.0, 32),   # gain 0.13
+            TemperatureRow(0.8, 0.27, 0.56, 0.42, 0.05, 0.02, 0.0, 32),   # gain 0.14: the rule's choice
+            TemperatureRow(1.0, 0.20, 0.40, 0.42, 0.02, 0.00, 0.0, 32)]   # best of G below greedy
     assert choose_temperature(rows) == 0.8
     assert choose_temperature(rows[:1] + rows[3:]) is None
 
@@ -103,11 +103,12 @@ def test_temperature_rule_needs_signal_and_a_better_best_of_g() -> None:
 def test_tied_share_interval_is_wilsons_and_seeds_pool_their_groups() -> None:
     # 17 of 32 groups tied: Wilson's centre (p + z^2/2n) / (1 + z^2/n) = 0.52790 and half-width
     # z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n) = 0.16341, z = 1.95996, by hand.
-    row = TemperatureRow(1.0, 0.16, 0.29, 0.19, 17 / 32, 17 / 32, 32)
+    row = TemperatureRow(1.0, 0.16, 0.29, 0.19, 17 / 32, 17 / 32, 16 / 32, 32)
     assert row.tied_interval == pytest.approx((0.36449, 0.69131), abs=1e-4)
-    other = TemperatureRow(1.0, 0.20, 0.31, 0.21, 7 / 32, 7 / 32, 32)
+    other = TemperatureRow(1.0, 0.20, 0.31, 0.21, 7 / 32, 7 / 32, 6 / 32, 32)
     pooled = average_rows([[row], [other]])[0]
     assert pooled.groups == 64 and pooled.tied_share == pytest.approx(24 / 64)
+    assert pooled.no_hit_share == pytest.approx(22 / 64)
     assert pooled.tied_interval[1] - pooled.tied_interval[0] < row.tied_interval[1] - row.tied_interval[0]
 
 
